@@ -1,0 +1,322 @@
+"""The sandbox's fork-server. Runs inside the isolation layers, never in the scoring process.
+
+Started once (``python -I -c <this source>``) with a scrubbed environment and a control socket on fd 3.
+It imports numpy once, then forks one child per program: the child drops privileges, limits itself,
+loads the program and answers step requests on a socket of its own that the evaluator passed in with
+the spawn request. Only the standard library and numpy are used here, on purpose: this file must run
+wherever the interpreter runs, and nothing in it may depend on code the evaluator trusts for scoring.
+
+Wire format (both sockets): one JSON object per line. Control requests carry ``op``; a spawn request
+carries one file descriptor (SCM_RIGHTS). Nothing is ever unpickled.
+"""
+
+# ruff: noqa: PLW1514
+from __future__ import annotations
+
+import errno
+import json
+import linecache
+import os
+import resource
+import shutil
+import signal
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+PROGRAM_FILENAME = "program.py"
+NOBODY = 65534
+CTRL_FD = 3
+
+import numpy as np  # noqa: E402  (after the env scrub; threads were pinned to 1 by the launcher)
+
+try:  # optional syscall filter
+    import pyseccomp as _seccomp
+except Exception:  # noqa: BLE001 - any failure means "layer unavailable"
+    _seccomp = None
+
+
+class TransitionTimeout(BaseException):
+    """Raised by the per-transition timer; a BaseException so ``except Exception`` does not eat it."""
+
+
+def _send(sock: socket.socket, obj: Any) -> None:
+    sock.sendall(json.dumps(obj, allow_nan=True).encode() + b"\n")
+
+
+# ----------------------------------------------------------------------------------- child side
+class _BoundedText:
+    """sys.stdout/sys.stderr replacement that keeps the first ``cap`` characters and drops the rest."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap, self.parts, self.size, self.dropped = cap, [], 0, 0
+
+    def write(self, s: str) -> int:
+        s = str(s)
+        room = self.cap - self.size
+        if room > 0:
+            self.parts.append(s[:room])
+            self.size += min(room, len(s))
+        self.dropped += max(0, len(s) - max(room, 0))
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+    def text(self) -> str:
+        out = "".join(self.parts)
+        return out + (f"\n[... {self.dropped} more characters dropped]" if self.dropped else "")
+
+
+def _seccomp_filter() -> None:
+    f = _seccomp.SyscallFilter(_seccomp.ALLOW)
+    deny = _seccomp.ERRNO(errno.EPERM)
+    for name in ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4", "execve",
+                 "execveat", "fork", "vfork", "ptrace", "kill", "process_vm_readv", "process_vm_writev",
+                 "mount", "umount2", "unshare", "setns", "chroot", "pivot_root", "setsid", "setpgid",
+                 "personality", "userfaultfd", "bpf", "perf_event_open", "keyctl", "add_key"):
+        try:
+            f.add_rule(deny, name)
+        except Exception:  # noqa: BLE001 - syscall unknown on this arch
+            pass
+    clone_thread = 0x00010000
+    f.add_rule(deny, "clone", _seccomp.Arg(0, _seccomp.MASKED_EQ, clone_thread, 0))
+    try:  # glibc falls back from clone3 to clone on ENOSYS, where the flag check above applies
+        f.add_rule(_seccomp.ERRNO(errno.ENOSYS), "clone3")
+    except Exception:  # noqa: BLE001
+        pass
+    f.load()
+
+
+def _limit_child(limits: dict[str, Any], scratch: str) -> None:
+    os.chdir(scratch)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    out = os.open(os.path.join(scratch, "fd-output.log"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead of killing
+    if os.geteuid() == 0 and limits.get("drop_uid", True):
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+    mem = int(limits["memory_mb"]) << 20
+    cpu = int(limits["cpu_s"])
+    for res, val in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu),
+                     (resource.RLIMIT_FSIZE, int(limits["file_bytes"])), (resource.RLIMIT_NPROC, 0),
+                     (resource.RLIMIT_NOFILE, 64), (resource.RLIMIT_CORE, 0)):
+        try:
+            resource.setrlimit(res, (val, val))
+        except (ValueError, OSError):
+            resource.setrlimit(res, (val, resource.getrlimit(res)[1]))
+    if limits.get("seccomp", True) and _seccomp is not None:
+        _seccomp_filter()
+
+
+def _error(kind: str, exc: BaseException, code: str) -> dict[str, Any]:
+    if isinstance(exc, SyntaxError):
+        line = exc.lineno or 0
+        text = (exc.text or "").rstrip()
+        msg = f"line {line}: {exc.msg}" + (f"\n    {text.strip()}" if text else "")
+        return {"kind": "syntax", "message": f"SyntaxError on {msg}", "line": line, "traceback": msg}
+    return {"kind": kind, "message": f"{type(exc).__name__}: {exc}"[:2000], "traceback": _tb(exc)}
+
+
+def _tb(exc: BaseException) -> str:
+    """The traceback cut to the program's own frames (plus the frame that raised), with its line numbers."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    keep = [f for f in frames if f.filename == PROGRAM_FILENAME]
+    if frames and (not keep or frames[-1] is not keep[-1]):
+        keep.append(frames[-1])
+    lines = ["Traceback (most recent call last):\n", *traceback.format_list(keep)]
+    lines += traceback.format_exception_only(type(exc), exc)
+    return "".join(lines)[-6000:]
+
+
+def _to_input(value: Any, kind: str, dtype: str) -> Any:
+    if kind == "int":
+        return int(value)
+    if kind == "tuple":
+        return tuple(int(v) for v in value)
+    return np.array(value, dtype=dtype)
+
+
+def _encode(out: Any) -> dict[str, Any]:
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        got = f"a {type(out).__name__}" + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else "")
+        raise TypeError(f"step must return (next_state, reward, done), got {got}")
+    ns, r, d = out
+    arr = np.asarray(ns, dtype=np.float64)
+    rr = np.asarray(r, dtype=np.float64)
+    if rr.size != 1:
+        raise TypeError(f"step returned a reward of shape {rr.shape}; it must be a single number")
+    dd = np.asarray(d)
+    if dd.size != 1:
+        raise TypeError(f"step returned done of shape {dd.shape}; it must be a single bool")
+    return {"s": arr.ravel().tolist(), "shape": list(arr.shape), "r": float(rr.reshape(-1)[0]),
+            "d": bool(dd.reshape(-1)[0])}
+
+
+def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str) -> None:
+    """Load the program, then answer step requests until the evaluator closes the socket."""
+    limits = req["limits"]
+    _limit_child(limits, scratch)
+    out = _BoundedText(int(limits["output_chars"]))
+    sys.stdout = sys.stderr = out  # type: ignore[assignment]
+    code: str = req["code"]
+    linecache.cache[PROGRAM_FILENAME] = (len(code), None, code.splitlines(True), PROGRAM_FILENAME)
+    ns: dict[str, Any] = {"__name__": "cwm_program", "__file__": PROGRAM_FILENAME}
+    reply: dict[str, Any]
+    env = None
+    try:
+        exec(compile(code, PROGRAM_FILENAME, "exec"), ns)  # noqa: S102 - this is the sandbox
+        cls = ns.get("Environment")
+        if not isinstance(cls, type):
+            reply = {"ok": False, "error": {"kind": "interface", "message":
+                     "the program defines no class named Environment", "traceback": None}}
+        else:
+            missing = [m for m in ("set_state", "step") if not callable(getattr(cls, m, None))]
+            if missing:
+                reply = {"ok": False, "error": {"kind": "interface", "message":
+                         f"class Environment has no method {' or '.join(missing)}", "traceback": None}}
+            else:
+                env = cls()
+                reply = {"ok": True, "step_batch": callable(getattr(env, "step_batch", None))}
+    except SyntaxError as exc:
+        reply = {"ok": False, "error": _error("syntax", exc, code)}
+    except ImportError as exc:
+        reply = {"ok": False, "error": _error("import", exc, code)}
+    except MemoryError as exc:
+        reply = {"ok": False, "error": _error("memory", exc, code)}
+    except SystemExit as exc:
+        reply = {"ok": False, "error": {"kind": "crash", "message":
+                 f"the program called exit({exc.code!r}) while loading", "traceback": _tb(exc)}}
+    except BaseException as exc:  # noqa: BLE001 - everything the program raises is reported
+        reply = {"ok": False, "error": _error("runtime", exc, code)}
+    reply["output"] = out.text()
+    _send(sock, reply)
+    if env is None:
+        return
+    sk, sd, ak, ad = req["state_kind"], req["state_dtype"], req["action_kind"], req["action_dtype"]
+    per_item = float(limits["transition_s"])
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise TransitionTimeout(f"step took longer than {per_item:g} s")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    reader = sock.makefile("rb")
+    for line in reader:
+        msg = json.loads(line)
+        for state, action in msg["items"]:
+            try:
+                signal.setitimer(signal.ITIMER_REAL, per_item)
+                try:
+                    env.set_state(_to_input(state, sk, sd))
+                    pred = _encode(env.step(_to_input(action, ak, ad)))
+                finally:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+            except SystemExit as exc:
+                pred = {"error": {"kind": "crash", "message": f"the program called exit({exc.code!r})",
+                                  "traceback": _tb(exc)}}
+            except MemoryError as exc:
+                pred = {"error": _error("memory", exc, code)}
+            except TransitionTimeout as exc:
+                pred = {"error": {"kind": "timeout", "message": str(exc), "traceback": _tb(exc)}}
+            except BaseException as exc:  # noqa: BLE001
+                pred = {"error": _error("runtime", exc, code)}
+            _send(sock, pred)
+
+
+# ---------------------------------------------------------------------------------- zygote side
+def _self_report() -> dict[str, Any]:
+    try:
+        with open("/proc/net/dev") as fh:
+            ifaces = sorted(ln.split(":")[0].strip() for ln in fh.read().splitlines()[2:])
+    except OSError:
+        ifaces = []
+    return {
+        "pid": os.getpid(), "uid": os.geteuid(), "python": sys.version.split()[0], "numpy": np.__version__,
+        "interfaces": ifaces, "seccomp": _seccomp is not None,
+        "can_drop_uid": os.geteuid() == 0,
+    }
+
+
+def main() -> None:
+    ctrl = socket.socket(fileno=int(sys.argv[1]) if len(sys.argv) > 1 else CTRL_FD)
+    base = os.environ.get("CWM_SCRATCH", "/tmp/cwm-sandbox")
+    os.makedirs(base, mode=0o755, exist_ok=True)
+    os.chmod(base, 0o755)
+    children: dict[str, tuple[int, str]] = {}
+    buf = b""
+    pending_fds: list[int] = []
+
+    def kill(sid: str) -> dict[str, Any]:
+        pid, scratch = children.pop(sid, (0, ""))
+        if not pid:
+            return {"id": sid, "status": "unknown"}
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        _, status = os.waitpid(pid, 0)
+        shutil.rmtree(scratch, ignore_errors=True)
+        if os.WIFSIGNALED(status):
+            return {"id": sid, "signal": os.WTERMSIG(status)}
+        return {"id": sid, "exit": os.WEXITSTATUS(status)}
+
+    preload = os.environ.get("CWM_PRELOAD", "")
+    for mod in filter(None, preload.split(",")):
+        try:
+            __import__(mod)
+        except Exception:  # noqa: BLE001 - the program will see the ImportError itself
+            pass
+    while True:
+        while b"\n" not in buf:
+            msg_bytes, fds, _, _ = socket.recv_fds(ctrl, 1 << 20, 4)
+            if not msg_bytes:
+                for sid in list(children):
+                    kill(sid)
+                return
+            buf += msg_bytes
+            pending_fds.extend(fds)
+        line, buf = buf.split(b"\n", 1)
+        req = json.loads(line)
+        op = req.get("op")
+        if op == "hello":
+            _send(ctrl, _self_report())
+        elif op == "spawn":
+            fd = pending_fds.pop(0)
+            sid = str(req["id"])
+            scratch = os.path.join(base, f"s{sid}")
+            os.makedirs(scratch, mode=0o700)
+            if os.geteuid() == 0 and req["limits"].get("drop_uid", True):
+                os.chown(scratch, NOBODY, NOBODY)
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    os.setsid()
+                    ctrl.close()
+                    for other_fd in pending_fds:
+                        os.close(other_fd)
+                    child_sock = socket.socket(fileno=fd)
+                    _serve_child(child_sock, req, scratch)
+                except BaseException:  # noqa: BLE001 - the child never returns into the zygote loop
+                    code = 70
+                os._exit(code)
+            os.close(fd)
+            children[sid] = (pid, scratch)
+            _send(ctrl, {"id": sid, "pid": pid, "t": time.time()})
+        elif op == "kill":
+            _send(ctrl, kill(str(req["id"])))
+        else:
+            _send(ctrl, {"error": f"unknown op {op!r}"})
+
+
+if __name__ == "__main__":
+    main()
