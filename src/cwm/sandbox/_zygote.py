@@ -108,7 +108,8 @@ def _limit_child(limits: dict[str, Any], scratch: str) -> None:
     mem = int(limits["memory_mb"]) << 20
     cpu = int(limits["cpu_s"])
     for res, val in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_CPU, cpu),
-                     (resource.RLIMIT_FSIZE, int(limits["file_bytes"])), (resource.RLIMIT_NPROC, 0),
+                     (resource.RLIMIT_FSIZE, int(limits["file_bytes"])),
+                     (resource.RLIMIT_NPROC, int(limits["max_tasks"])),
                      (resource.RLIMIT_NOFILE, 64), (resource.RLIMIT_CORE, 0)):
         try:
             resource.setrlimit(res, (val, val))

@@ -104,9 +104,20 @@ def bwrap_args(hide: Sequence[str], keep: Sequence[str], env: dict[str, str]) ->
             continue
         args += ["--tmpfs", d]
         mounted.append(d)
+    made: set[str] = set()
     for k in keep_real:
-        if any(k == m or k.startswith(m + os.sep) for m in mounted):
-            args += ["--ro-bind", k, k]
+        inside = [m for m in mounted if k == m or k.startswith(m + os.sep)]
+        if not inside:
+            continue
+        # bubblewrap creates missing parents 0700 (unreadable to the dropped uid): make them 0755
+        parent, chain = os.path.dirname(k), []
+        while parent != inside[0] and parent not in made and len(parent) > len(inside[0]):
+            chain.append(parent)
+            parent = os.path.dirname(parent)
+        for d in reversed(chain):
+            args += ["--perms", "0755", "--dir", d]
+            made.add(d)
+        args += ["--ro-bind", k, k]
     # data inside a re-exposed path (a venv in the project, the package's own datasets) hides again
     for d in dirs:
         if any(d.startswith(k + os.sep) for k in keep_real):

@@ -49,6 +49,9 @@ class Limits:
     cpu_s: int | None = None
     """CPU-seconds backstop; default: the load deadline plus one hour."""
     file_bytes: int = 1 << 20
+    max_tasks: int = 0
+    """RLIMIT_NPROC: 0 forbids threads and processes. Trusted models that need threads (MuJoCo's
+    compiler) may raise it; with seccomp on, fork and exec stay denied whatever this is."""
     output_chars: int = 8192
     drop_uid: bool = True
     seccomp: bool = True

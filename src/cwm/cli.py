@@ -1,0 +1,245 @@
+"""The ``cwm`` command line.
+
+Exit codes: 0 success (for ``check``: every transition correct), 1 the program under test failed or
+scored below 1.0, 2 bad input or setup (the message says what to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from cwm import __version__
+from cwm.errors import CwmError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _fmt(v: Any, width: int = 100) -> str:
+    if isinstance(v, float):
+        text = f"{v:.6g}"
+    elif isinstance(v, list):
+        text = "[" + ", ".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in v) + "]"
+    else:
+        text = str(v)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _print_report(report: Any, program: str) -> None:
+    out = sys.stdout
+    r = report
+    status = "PASSED" if r.passed else "FAILED"
+    out.write(f"{r.env_id} · {program} · metric {r.metric}\n")
+    out.write(f"{status}  accuracy {r.accuracy:.4f}  strict accuracy {r.strict_accuracy:.4f}  "
+              f"({r.correct}/{r.transitions} transitions fully correct"
+              f"{f', {r.exceptions} raised' if r.exceptions else ''})  in {r.elapsed_s:.2f} s\n")
+    if r.error is not None:
+        out.write(f"\nerror ({r.error.kind}): {r.error.message}\n")
+        if r.error.traceback:
+            out.write("  " + r.error.traceback.rstrip().replace("\n", "\n  ") + "\n")
+    for f in r.failures:
+        out.write(f"\n✗ transition {f['index']} (trajectory {f['trajectory']}, step {f['step']}): "
+                  f"wrong {', '.join(f['mismatch'])}\n")
+        out.write(f"    state     {_fmt(f['state'])}   action {_fmt(f['action'])}\n")
+        e, p = f["expected"], f["predicted"]
+        trunc = "  (time-limit cut: done not scored)" if e["truncated"] else ""
+        out.write(f"    expected  next_state {_fmt(e['next_state'])}  reward {_fmt(e['reward'])}  "
+                  f"done {e['done']}{trunc}\n")
+        if p is not None:
+            out.write(f"    predicted next_state {_fmt(p['next_state'])}  reward {_fmt(p['reward'])}  "
+                      f"done {p['done']}\n")
+        if f.get("traceback"):
+            out.write("    " + f["traceback"].rstrip().replace("\n", "\n    ") + "\n")
+    if r.output.strip():
+        out.write(f"\nprogram output (first {len(r.output)} characters):\n{r.output.rstrip()}\n")
+
+
+def _read_program(path: str) -> str:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise CwmError(f"cannot read program {path!r}: {exc.strerror or exc}",
+                       hint="pass the path of a Python file defining class Environment") from exc
+    if len(data) > 1_000_000:
+        raise CwmError(f"program {path!r} is {len(data)} bytes; the limit is 1 MB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CwmError(f"program {path!r} is not UTF-8 text") from exc
+
+
+def _sandbox_config(args: argparse.Namespace, hide: tuple[str, ...] = ()) -> Any:
+    from cwm.sandbox import Limits, SandboxConfig
+
+    limits = Limits(memory_mb=args.memory_mb, load_s=args.load_timeout)
+    return SandboxConfig(limits=limits, isolation=args.isolation, hide=hide, preload=tuple(args.preload))
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from cwm.envs.dataset import load_for_env
+    from cwm.envs.registry import benchmark_env, resolve_gym_id
+    from cwm.sandbox import check_program
+
+    if benchmark_env(args.env) is None:
+        resolve_gym_id(args.env)
+    code = _read_program(args.program)
+    ds = load_for_env(args.env, args.dataset)
+    hide = (str(Path(args.dataset).resolve().parent),) if args.dataset else ()
+    report, _ = asyncio.run(check_program(code, ds, metric=args.metric, max_failures=args.max_failures,
+                                          config=_sandbox_config(args, hide)))
+    if args.json:
+        payload = report.to_json()
+        payload["program"] = args.program
+        sys.stdout.write(json.dumps(payload) + "\n")
+    else:
+        _print_report(report, args.program)
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from cwm.sandbox import Sandbox
+
+    async def probe() -> list[Any]:
+        async with Sandbox(_sandbox_config(args)) as sb:
+            assert sb.plan is not None
+            return [sb.plan.mode, sb.layers]
+
+    mode, layers = asyncio.run(probe())
+    if args.json:
+        sys.stdout.write(json.dumps({"launcher": mode, "layers": [
+            {"name": lyr.name, "active": lyr.active, "detail": lyr.detail, "stops": lyr.threat}
+            for lyr in layers]}) + "\n")
+        return EXIT_OK
+    sys.stdout.write(f"cwm {__version__} · Python {sys.version.split()[0]} · sandbox launcher: {mode}\n\n")
+    for lyr in layers:
+        mark = "on " if lyr.active else "OFF"
+        sys.stdout.write(f"  [{mark}] {lyr.name:18s} {lyr.detail}\n")
+        sys.stdout.write(f"        {'':18s} stops: {lyr.threat}\n")
+    off = [lyr.name for lyr in layers if not lyr.active]
+    sys.stdout.write("\n" + (f"inactive layers: {', '.join(off)}\n" if off else "all isolation layers active\n"))
+    return EXIT_OK
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    from cwm.envs.dataset import bundled_path, load
+    from cwm.envs.registry import BENCHMARK
+
+    rows = []
+    for b in BENCHMARK:
+        path = bundled_path(b.name)
+        n = len(load(path)) if path else 0
+        rows.append({"name": b.name, "gym_id": b.gym_id, "actions": b.actions, "transitions": n,
+                     "extra": b.needs, "dynamics": b.dynamics_note})
+    if args.json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return EXIT_OK
+    for r in rows:
+        extra = f"[{r['extra']}]" if r["extra"] else ""
+        sys.stdout.write(f"{r['name']:26s} → {r['gym_id']:26s} {r['actions']:10s} {r['transitions']:5d} "
+                         f"transitions {extra}\n")
+        if r["name"] != r["gym_id"]:
+            sys.stdout.write(f"{'':29s}{r['dynamics']}\n")
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    from cwm.envs.describe import describe
+
+    sys.stdout.write(describe(args.env, args.description) + "\n")
+    return EXIT_OK
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    from cwm.envs.collect import CollectConfig, collect
+
+    cfg = CollectConfig(trajectories=args.trajectories, max_steps=args.max_steps, seed=args.seed,
+                        policy=args.policy, cem_samples=args.cem_samples, cem_elites=args.cem_elites)
+    out = Path(args.out or f"{args.env.replace('/', '_')}.npz")
+    ds = collect(args.env, cfg)
+    ds.save(out)
+    sys.stderr.write("\n" if sys.stderr.isatty() else "")
+    sys.stdout.write(f"wrote {out}: {len(ds)} transitions in {ds.n_trajectories} trajectories "
+                     f"({int(ds.terminated.sum())} terminated, {int(ds.truncated.sum())} truncated)\n")
+    return EXIT_OK
+
+
+def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sandbox")
+    g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "none"], default="auto",
+                   help="how to start the fork-server (default: the strongest available)")
+    g.add_argument("--memory-mb", type=int, default=2048, help="address-space limit per program")
+    g.add_argument("--load-timeout", type=float, default=10.0, help="seconds to import and construct")
+    g.add_argument("--preload", action="append", default=[], metavar="MODULE",
+                   help="module the fork-server imports once (e.g. gymnasium), repeatable")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cwm", description="Code World Models: write, score and plan "
+                                     "with LLM-written environment models.")
+    parser.add_argument("--version", action="version", version=f"cwm {__version__}")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check", help="score a Code World Model program against recorded transitions")
+    p.add_argument("program", help="Python file defining class Environment (set_state, step)")
+    p.add_argument("--env", required=True, help="CWMB name (e.g. CartPole-v1) or any gymnasium id")
+    p.add_argument("--dataset", help="cwm dataset (.npz); default: the benchmark's bundled one")
+    p.add_argument("--metric", choices=["cwm", "official"], default="cwm",
+                   help="cwm: paper accuracy without the official ceilings; official: the paper's numbers")
+    p.add_argument("--max-failures", type=int, default=5, help="failures to show (default 5)")
+    p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    _add_sandbox_flags(p)
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("doctor", help="show which sandbox isolation layers are active on this machine")
+    p.add_argument("--json", action="store_true")
+    _add_sandbox_flags(p)
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("envs", help="list the benchmark environments and their gymnasium ids")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("describe", help="print the description of an environment used in prompts")
+    p.add_argument("env")
+    p.add_argument("--description", help="file with a description for a custom environment")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("collect", help="record a dataset for any gymnasium environment")
+    p.add_argument("env", help="CWMB name or gymnasium id")
+    p.add_argument("--out", help="output .npz (default: ENV.npz)")
+    p.add_argument("--trajectories", type=int, default=10)
+    p.add_argument("--max-steps", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", choices=["spread", "random"], default="spread",
+                   help="spread: random to competent (the paper's protocol); random: uniform actions")
+    p.add_argument("--cem-samples", type=int, default=1000, help="CEM samples per iteration (continuous)")
+    p.add_argument("--cem-elites", type=int, default=100)
+    p.set_defaults(func=cmd_collect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from cwm.tracing import configure
+
+    configure(args.log_level)
+    try:
+        code: int = args.func(args)
+        return code
+    except CwmError as exc:
+        sys.stderr.write(f"cwm: error: {exc}\n")
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("cwm: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
