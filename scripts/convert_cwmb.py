@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from cwm.envs.dataset import Dataset  # noqa: E402
-from cwm.envs.registry import benchmark_env  # noqa: E402
+from cwm.envs.dataset import Dataset
+from cwm.envs.registry import benchmark_env
 
 # max_episode_steps of each env in gymnasium 0.29.1 (None: no TimeLimit)
 TIME_LIMIT = {

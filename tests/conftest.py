@@ -12,8 +12,8 @@ import pytest_asyncio
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cwm.envs.dataset import Dataset, load_for_env  # noqa: E402
-from cwm.sandbox import Limits, Sandbox, SandboxConfig  # noqa: E402
+from cwm.envs.dataset import Dataset, load_for_env
+from cwm.sandbox import Limits, Sandbox, SandboxConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

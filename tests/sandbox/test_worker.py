@@ -86,7 +86,7 @@ async def test_persistent_session_steps_many_times(sandbox):
     """)
     session, loaded = await sandbox.load(code, IOSpec("array", "float64", "int", "int64"))
     assert loaded.ok and loaded.has_step_batch
-    for k in range(3):
+    for _k in range(3):
         answers = await session.step_many([([0.0, 1.0], a) for a in range(10)], timeout=5)
         assert [a["r"] for a in answers] == [float(a) for a in range(10)]
         assert answers[7]["s"] == [7.0, 8.0] and answers[7]["d"] is True

@@ -50,6 +50,8 @@ class CollectConfig:
 def _kinds(env: Any) -> tuple[str, Any, str]:
     from gymnasium import spaces
 
+    dtype: Any
+
     obs = env.observation_space
     if isinstance(obs, spaces.Discrete):
         state_kind, dtype = "int", np.int64

@@ -126,7 +126,7 @@ class Dataset:
         arrays["meta"] = np.array(json.dumps(self.to_meta(), sort_keys=True))
         tmp = path.with_name(path.name + ".part")
         with tmp.open("wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+            np.savez_compressed(fh, **arrays)
         tmp.replace(path)
         return path
 
@@ -149,8 +149,11 @@ def load(path: str | Path) -> Dataset:
     if not path.is_file():
         raise CwmError(f"dataset {str(path)!r} does not exist or is not a file",
                        hint="pass a .npz written by `cwm collect`")
+    if not zipfile.is_zipfile(path):
+        raise CwmError(f"dataset {str(path)!r} is not a readable cwm dataset: not an .npz (zip) archive",
+                       hint="it must be a cwm-dataset v1 .npz as written by `cwm collect`")
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
             missing = [k for k in (*_ARRAYS, "meta") if k not in npz.files]
             if missing:
                 raise CwmError(f"dataset {str(path)!r} is malformed: missing array(s) {', '.join(missing)}",

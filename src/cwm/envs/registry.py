@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cwm.errors import CwmError
 
@@ -100,7 +100,7 @@ def resolve_gym_id(env_id: str) -> str:
     raise CwmError(f"unknown environment {env_id!r}: not a CWMB name nor a registered gymnasium id", hint=hint)
 
 
-def make_env(env_id: str, **kwargs: object) -> object:
+def make_env(env_id: str, **kwargs: Any) -> Any:
     """Instantiate ``env_id`` with gymnasium, turning missing extras into an actionable error."""
     import gymnasium as gym
 

@@ -10,9 +10,9 @@ Wire format (both sockets): one JSON object per line. Control requests carry ``o
 carries one file descriptor (SCM_RIGHTS). Nothing is ever unpickled.
 """
 
-# ruff: noqa: PLW1514
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import linecache
@@ -26,15 +26,16 @@ import time
 import traceback
 from typing import Any
 
+# numpy after the stdlib: the launcher pinned BLAS threads to 1 in the environment first
+import numpy as np
+
 PROGRAM_FILENAME = "program.py"
 NOBODY = 65534
 CTRL_FD = 3
 
-import numpy as np  # noqa: E402  (after the env scrub; threads were pinned to 1 by the launcher)
-
 try:  # optional syscall filter
     import pyseccomp as _seccomp
-except Exception:  # noqa: BLE001 - any failure means "layer unavailable"
+except Exception:
     _seccomp = None
 
 
@@ -51,7 +52,8 @@ class _BoundedText:
     """sys.stdout/sys.stderr replacement that keeps the first ``cap`` characters and drops the rest."""
 
     def __init__(self, cap: int) -> None:
-        self.cap, self.parts, self.size, self.dropped = cap, [], 0, 0
+        self.cap, self.size, self.dropped = cap, 0, 0
+        self.parts: list[str] = []
 
     def write(self, s: str) -> int:
         s = str(s)
@@ -80,16 +82,12 @@ def _seccomp_filter() -> None:
                  "execveat", "fork", "vfork", "ptrace", "kill", "process_vm_readv", "process_vm_writev",
                  "mount", "umount2", "unshare", "setns", "chroot", "pivot_root", "setsid", "setpgid",
                  "personality", "userfaultfd", "bpf", "perf_event_open", "keyctl", "add_key"):
-        try:
+        with contextlib.suppress(Exception):
             f.add_rule(deny, name)
-        except Exception:  # noqa: BLE001 - syscall unknown on this arch
-            pass
     clone_thread = 0x00010000
     f.add_rule(deny, "clone", _seccomp.Arg(0, _seccomp.MASKED_EQ, clone_thread, 0))
-    try:  # glibc falls back from clone3 to clone on ENOSYS, where the flag check above applies
+    with contextlib.suppress(Exception):  # glibc falls back from clone3 to clone on ENOSYS
         f.add_rule(_seccomp.ERRNO(errno.ENOSYS), "clone3")
-    except Exception:  # noqa: BLE001
-        pass
     f.load()
 
 
@@ -168,14 +166,14 @@ def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str) -> None
     limits = req["limits"]
     _limit_child(limits, scratch)
     out = _BoundedText(int(limits["output_chars"]))
-    sys.stdout = sys.stderr = out  # type: ignore[assignment]
+    sys.stdout = sys.stderr = out
     code: str = req["code"]
     linecache.cache[PROGRAM_FILENAME] = (len(code), None, code.splitlines(True), PROGRAM_FILENAME)
     ns: dict[str, Any] = {"__name__": "cwm_program", "__file__": PROGRAM_FILENAME}
     reply: dict[str, Any]
     env = None
     try:
-        exec(compile(code, PROGRAM_FILENAME, "exec"), ns)  # noqa: S102 - this is the sandbox
+        exec(compile(code, PROGRAM_FILENAME, "exec"), ns)
         cls = ns.get("Environment")
         if not isinstance(cls, type):
             reply = {"ok": False, "error": {"kind": "interface", "message":
@@ -197,7 +195,7 @@ def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str) -> None
     except SystemExit as exc:
         reply = {"ok": False, "error": {"kind": "crash", "message":
                  f"the program called exit({exc.code!r}) while loading", "traceback": _tb(exc)}}
-    except BaseException as exc:  # noqa: BLE001 - everything the program raises is reported
+    except BaseException as exc:
         reply = {"ok": False, "error": _error("runtime", exc, code)}
     reply["output"] = out.text()
     _send(sock, reply)
@@ -228,7 +226,7 @@ def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str) -> None
                 pred = {"error": _error("memory", exc, code)}
             except TransitionTimeout as exc:
                 pred = {"error": {"kind": "timeout", "message": str(exc), "traceback": _tb(exc)}}
-            except BaseException as exc:  # noqa: BLE001
+            except BaseException as exc:
                 pred = {"error": _error("runtime", exc, code)}
             _send(sock, pred)
 
@@ -250,6 +248,12 @@ def _self_report() -> dict[str, Any]:
 def main() -> None:
     ctrl = socket.socket(fileno=int(sys.argv[1]) if len(sys.argv) > 1 else CTRL_FD)
     base = os.environ.get("CWM_SCRATCH", "/tmp/cwm-sandbox")
+    if "CWM_SCRATCH" not in os.environ and os.geteuid() == 0:
+        # a private view (bubblewrap): shared writable places become read-only for the children,
+        # so the per-child scratch directory is the only place they can write
+        for shared in ("/tmp", "/dev/shm", "/var/tmp"):
+            with contextlib.suppress(OSError):
+                os.chmod(shared, 0o755)
     os.makedirs(base, mode=0o755, exist_ok=True)
     os.chmod(base, 0o755)
     children: dict[str, tuple[int, str]] = {}
@@ -260,10 +264,8 @@ def main() -> None:
         pid, scratch = children.pop(sid, (0, ""))
         if not pid:
             return {"id": sid, "status": "unknown"}
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
         _, status = os.waitpid(pid, 0)
         shutil.rmtree(scratch, ignore_errors=True)
         if os.WIFSIGNALED(status):
@@ -272,10 +274,8 @@ def main() -> None:
 
     preload = os.environ.get("CWM_PRELOAD", "")
     for mod in filter(None, preload.split(",")):
-        try:
+        with contextlib.suppress(Exception):
             __import__(mod)
-        except Exception:  # noqa: BLE001 - the program will see the ImportError itself
-            pass
     while True:
         while b"\n" not in buf:
             msg_bytes, fds, _, _ = socket.recv_fds(ctrl, 1 << 20, 4)
@@ -307,7 +307,7 @@ def main() -> None:
                         os.close(other_fd)
                     child_sock = socket.socket(fileno=fd)
                     _serve_child(child_sock, req, scratch)
-                except BaseException:  # noqa: BLE001 - the child never returns into the zygote loop
+                except BaseException:
                     code = 70
                 os._exit(code)
             os.close(fd)

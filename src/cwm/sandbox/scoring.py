@@ -57,7 +57,7 @@ def _parse_state(pred: dict[str, Any]) -> np.ndarray[Any, np.dtype[np.float64]] 
     flat, shape = pred.get("s"), pred.get("shape")
     if not isinstance(flat, list) or not isinstance(shape, list) or len(flat) > 1_000_000:
         return None
-    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d for d in shape):
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         return None
     if math.prod(shape) != len(flat):
         return None

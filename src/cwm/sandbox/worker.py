@@ -61,7 +61,7 @@ class Limits:
 
     def wire(self) -> dict[str, Any]:
         d = asdict(self)
-        d["cpu_s"] = self.cpu_s if self.cpu_s is not None else int(math.ceil(self.load_s)) + 3600
+        d["cpu_s"] = self.cpu_s if self.cpu_s is not None else math.ceil(self.load_s) + 3600
         return d
 
 

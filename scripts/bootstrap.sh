@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Set up cwm in ./.venv: system packages for the sandbox (when apt-get and root are available),
+# then the Python package. Usage: scripts/bootstrap.sh [dev]
+#   (no argument) runtime install, with the MuJoCo environments
+#   dev           also the test, lint and type-check tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# bubblewrap gives the sandbox its filesystem view and namespaces; libseccomp2 its syscall filter.
+# Without them cwm still runs and says which layers are off (`cwm doctor`).
+if ! command -v bwrap >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q libseccomp.so.2; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing bubblewrap and libseccomp2 with apt-get" >&2
+    (apt-get install -y -qq bubblewrap libseccomp2 >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; }) ||
+      echo "bootstrap: could not install bubblewrap; the sandbox will run with fewer layers" >&2
+  else
+    echo "bootstrap: bubblewrap/libseccomp2 missing and apt-get unavailable or not root;" \
+         "install them for the full sandbox (see README, Security model)" >&2
+  fi
+fi
+
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+if [ "${1:-}" = dev ]; then
+  .venv/bin/python -m pip install -q -e '.[dev]'
+else
+  .venv/bin/python -m pip install -q -e '.[mujoco]'
+fi
