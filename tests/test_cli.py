@@ -9,9 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import EXAMPLES
 from cwm.cli import main
 from cwm.envs.dataset import load
-from conftest import EXAMPLES
 
 EXAMPLE = str(EXAMPLES / "cartpole_cwm.py")
 

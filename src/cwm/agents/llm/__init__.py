@@ -1,0 +1,22 @@
+"""LLM clients: OpenAI-compatible and Anthropic APIs over aiohttp, the embedded llama.cpp model, caching,
+record/replay and cost accounting."""
+
+from cwm.agents.llm.cache import Cassette, ResponseCache, call_key
+from cwm.agents.llm.client import Accounting, LLMClient
+from cwm.agents.llm.pricing import PriceTable
+from cwm.agents.llm.spec import ProviderSpec, parse_provider
+from cwm.agents.llm.transport import TransportConfig, close_shared_session
+from cwm.agents.llm.types import (
+    Completion,
+    LLMAuthError,
+    LLMError,
+    LLMRequestError,
+    LLMUnavailable,
+    Message,
+    SamplingParams,
+    Usage,
+)
+
+__all__ = ["Accounting", "Cassette", "Completion", "LLMAuthError", "LLMClient", "LLMError", "LLMRequestError",
+           "LLMUnavailable", "Message", "PriceTable", "ProviderSpec", "ResponseCache", "SamplingParams",
+           "TransportConfig", "Usage", "call_key", "close_shared_session", "parse_provider"]

@@ -1,0 +1,166 @@
+"""``LLMClient``: the one object agents call. Async, concurrent, cached, accounted, traced.
+
+    client = LLMClient.from_string("openai:gpt-4o", cache=ResponseCache())
+    completions = await client.sample(messages, SamplingParams(temperature=1.0), k=4)   # 4 concurrent calls
+
+k samples are k concurrent requests with sample indices 0..k-1 (servers disagree on ``n > 1``), so each
+is cached and replayed on its own. Every call emits ``llm.request`` and ``llm.response`` trace events
+(metadata only: sizes, tokens, cost, latency; never the key) and is added to ``client.accounting``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import structlog
+
+from cwm.agents.llm.cache import Cassette, ResponseCache, call_key
+from cwm.agents.llm.local import local_server
+from cwm.agents.llm.pricing import PriceTable
+from cwm.agents.llm.providers import Adapter, AnthropicAdapter, OpenAIAdapter, StreamState
+from cwm.agents.llm.spec import ProviderSpec, parse_provider
+from cwm.agents.llm.transport import Transport, TransportConfig
+from cwm.agents.llm.types import Completion, LLMError, Message, SamplingParams
+
+log = structlog.get_logger("cwm.llm")
+
+
+@dataclass
+class CallRecord:
+    key: str
+    model: str
+    sample_index: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_s: float
+    cached: bool
+    attempts: int
+    estimated_tokens: bool
+
+
+@dataclass
+class Accounting:
+    """Totals for a run: paid calls and tokens separately from calls served by the cache or a cassette."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    records: list[CallRecord] = field(default_factory=list)
+
+    def add(self, rec: CallRecord) -> None:
+        self.records.append(rec)
+        if rec.cached:
+            self.cached_calls += 1
+            return
+        self.calls += 1
+        self.input_tokens += rec.input_tokens
+        self.output_tokens += rec.output_tokens
+        self.cost_usd += rec.cost_usd
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def summary(self) -> dict[str, Any]:
+        return {"llm_calls": self.calls, "cached_calls": self.cached_calls, "input_tokens": self.input_tokens,
+                "output_tokens": self.output_tokens, "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6)}
+
+
+class LLMClient:
+    def __init__(self, spec: ProviderSpec, *, cache: ResponseCache | None = None, cassette: Cassette | None = None,
+                 prices: PriceTable | None = None, transport: TransportConfig | None = None,
+                 stream: bool = False) -> None:
+        self.spec = spec
+        self.cache = cache
+        self.cassette = cassette
+        self.prices = prices or PriceTable()
+        self.stream = stream
+        self.transport = Transport(spec.label, spec.key_env, transport)
+        self.accounting = Accounting()
+        self._adapter: Adapter | None = None
+
+    @classmethod
+    def from_string(cls, text: str, **kwargs: Any) -> LLMClient:
+        return cls(parse_provider(text), **kwargs)
+
+    async def _get_adapter(self) -> Adapter:
+        if self._adapter is None:
+            if self.spec.api == "local":
+                base = await local_server(self.spec.model).ensure_started()
+                self._adapter = OpenAIAdapter(ProviderSpec("local", "openai", "local", base, None), base)
+            elif self.spec.api == "anthropic":
+                self._adapter = AnthropicAdapter(self.spec, self.spec.base_url or "")
+            else:
+                self._adapter = OpenAIAdapter(self.spec, self.spec.base_url or "")
+        return self._adapter
+
+    async def complete(self, messages: list[Message], params: SamplingParams | None = None, *,
+                       sample_index: int = 0) -> Completion:
+        """One completion; served from the cassette or cache when this exact call was made before."""
+        params = params or SamplingParams()
+        if not messages:
+            raise LLMError("a call needs at least one message")
+        key = call_key(self.spec, messages, params, sample_index)
+        what = f"{self.spec.label} sample {sample_index} ({sum(len(m.content) for m in messages)} prompt chars)"
+        log.debug("llm.request", provider=self.spec.label, sample=sample_index, key=key[:16],
+                  messages=len(messages), prompt_chars=sum(len(m.content) for m in messages))
+        t0 = time.perf_counter()
+        stored: dict[str, Any] | None = None
+        if self.cassette is not None and self.cassette.mode == "replay":
+            stored = self.cassette.lookup(key, what)
+        elif self.cache is not None:
+            stored = self.cache.get(key)
+        if stored is not None:
+            completion = Completion.from_json(stored, cached=True)
+        else:
+            completion = await self._call(messages, params)
+            completion.cost_usd = self.prices.cost(completion.model or self.spec.model,
+                                                   completion.usage.input_tokens, completion.usage.output_tokens)
+            if self.cache is not None:
+                self.cache.put(key, completion.to_json())
+        completion.latency_s = time.perf_counter() - t0
+        if self.cassette is not None and self.cassette.mode == "record":
+            self.cassette.record(key, {"provider": self.spec.label, "messages": [m.to_json() for m in messages],
+                                       "params": params.to_json(), "sample": sample_index}, completion.to_json())
+        rec = CallRecord(key, completion.model, sample_index, completion.usage.input_tokens,
+                         completion.usage.output_tokens, completion.cost_usd, completion.latency_s,
+                         completion.cached, completion.attempts, completion.usage.estimated)
+        self.accounting.add(rec)
+        log.info("llm.response", **{k: v for k, v in asdict(rec).items() if k != "key"}, key=key[:16],
+                 provider=self.spec.label, finish_reason=completion.finish_reason, chars=len(completion.text))
+        return completion
+
+    async def _call(self, messages: list[Message], params: SamplingParams) -> Completion:
+        adapter = await self._get_adapter()
+        payload = adapter.payload(messages, params, self.stream)
+        if not self.stream:
+            data, attempts = await self.transport.call(adapter.url, adapter.headers(), payload)
+            assert data is not None
+            completion = adapter.parse(data, messages)
+        else:
+            state_box: list[StreamState] = []
+
+            def fresh_handler() -> Any:
+                state_box.append(StreamState())  # every retry starts a fresh accumulation
+                return adapter.stream_handler(state_box[-1])
+
+            _, attempts = await self.transport.call(adapter.url, adapter.headers(), payload,
+                                                    stream_handler=fresh_handler)
+            completion = adapter.from_stream(state_box[-1], messages)
+        completion.attempts = attempts
+        return completion
+
+    async def sample(self, messages: list[Message], params: SamplingParams | None = None, k: int = 1,
+                     *, first_index: int = 0) -> list[Completion]:
+        """k completions as k concurrent calls (sample indices first_index..first_index+k-1).
+
+        If one fails, the others are cancelled and the error propagates; completions that finished
+        are already in the cache, so a retry does not pay for them again."""
+        tasks = [self.complete(messages, params, sample_index=first_index + i) for i in range(k)]
+        return list(await asyncio.gather(*tasks))

@@ -1,0 +1,216 @@
+"""A scripted LLM server on loopback that speaks the OpenAI chat-completions and Anthropic Messages APIs.
+
+Tests, demos and benchmarks point the real client at it: the same code path as production, with answers,
+delays and faults chosen by a script. Each incoming call takes the next action of the script (or the
+``default`` when the script is used up, or calls ``script(request)`` when the script is a function).
+
+    async with FakeLLMServer([Fail(429, retry_after=0.1), Reply("```python\\n...```")]) as server:
+        client = LLMClient.from_string(f"openai:fake@{server.base_url}")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass
+class Reply:
+    text: str
+    usage: tuple[int, int] | None = (10, 5)
+    delay: float = 0.0
+    finish_reason: str = "stop"
+
+
+@dataclass
+class Fail:
+    status: int
+    message: str = "scripted failure"
+    retry_after: float | str | None = None
+    retry_after_ms: float | None = None
+    delay: float = 0.0
+
+
+@dataclass
+class Drop:
+    """Close the connection without answering."""
+
+    delay: float = 0.0
+
+
+@dataclass
+class Malformed:
+    """Answer 200 with a body that is not JSON."""
+
+
+@dataclass
+class Truncate:
+    """Stream part of the answer, then close the connection before the final event."""
+
+    text: str = "partial answer"
+
+
+Action = Reply | Fail | Drop | Malformed | Truncate
+
+
+@dataclass
+class FakeLLMServer:
+    script: list[Action] | Callable[[dict[str, Any]], Action] = field(default_factory=list)
+    default: Action | None = None
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    disconnects: int = 0
+
+    def __post_init__(self) -> None:
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def __aenter__(self) -> FakeLLMServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_post("/v1/messages", self._handle)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server: Any = site._server
+        self.port = int(server.sockets[0].getsockname()[1])
+        return self.base_url
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def _next(self, body: dict[str, Any]) -> Action:
+        if callable(self.script):
+            return self.script(body)
+        if self.script:
+            return self.script.pop(0)
+        if self.default is not None:
+            return self.default
+        return Reply("no script left")
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": "fake", "object": "model"}]})
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._serve(request)
+        except asyncio.CancelledError:
+            self.disconnects += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        anthropic = request.path.endswith("/messages")
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        action = self._next(body)
+        await asyncio.sleep(getattr(action, "delay", 0.0))
+        if isinstance(action, Fail):
+            headers = {}
+            if action.retry_after is not None:
+                headers["Retry-After"] = str(action.retry_after)
+            if action.retry_after_ms is not None:
+                headers["retry-after-ms"] = str(action.retry_after_ms)
+            return web.json_response({"error": {"message": action.message, "type": "scripted"}},
+                                     status=action.status, headers=headers)
+        if isinstance(action, Drop):
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if isinstance(action, Malformed):
+            return web.Response(text='{"choices": [ {"message": ', content_type="application/json")
+        stream = bool(body.get("stream"))
+        if isinstance(action, Truncate):
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(_sse(_first_chunk(anthropic, action.text)))
+            assert request.transport is not None
+            request.transport.close()
+            return resp
+        assert isinstance(action, Reply)
+        model = str(body.get("model", "fake"))
+        if not stream:
+            return web.json_response(_full(anthropic, action, model))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        for event in _stream_events(anthropic, action, model):
+            await resp.write(_sse(event))
+        await resp.write_eof()
+        return resp
+
+
+def _sse(event: dict[str, Any] | str) -> bytes:
+    data = event if isinstance(event, str) else json.dumps(event)
+    return f"data: {data}\n\n".encode()
+
+
+def _full(anthropic: bool, a: Reply, model: str) -> dict[str, Any]:
+    if anthropic:
+        out: dict[str, Any] = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
+                               "content": [{"type": "text", "text": a.text}], "stop_reason": "end_turn"}
+        if a.usage:
+            out["usage"] = {"input_tokens": a.usage[0], "output_tokens": a.usage[1]}
+        return out
+    out = {"id": "chatcmpl-fake", "object": "chat.completion", "model": model,
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": a.text},
+                        "finish_reason": a.finish_reason}]}
+    if a.usage:
+        out["usage"] = {"prompt_tokens": a.usage[0], "completion_tokens": a.usage[1],
+                        "total_tokens": sum(a.usage)}
+    return out
+
+
+def _first_chunk(anthropic: bool, text: str) -> dict[str, Any]:
+    if anthropic:
+        return {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}}
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+
+
+def _stream_events(anthropic: bool, a: Reply, model: str) -> list[dict[str, Any] | str]:
+    half = len(a.text) // 2
+    pieces = [a.text[:half], a.text[half:]]
+    if anthropic:
+        events: list[dict[str, Any] | str] = [
+            {"type": "message_start", "message": {"model": model, "usage": {
+                "input_tokens": a.usage[0] if a.usage else None}}},
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+              for p in pieces),
+            {"type": "content_block_stop", "index": 0},
+            {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+             "usage": {"output_tokens": a.usage[1] if a.usage else None}},
+            {"type": "message_stop"},
+        ]
+        return events
+    chunks: list[dict[str, Any] | str] = [
+        {"model": model, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
+    chunks.append({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": a.finish_reason}]})
+    if a.usage:
+        chunks.append({"model": model, "choices": [], "usage": {"prompt_tokens": a.usage[0],
+                                                                 "completion_tokens": a.usage[1]}})
+    chunks.append("[DONE]")
+    return chunks

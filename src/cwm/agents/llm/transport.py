@@ -1,0 +1,236 @@
+"""HTTP for LLM calls: one shared aiohttp session, timeouts, retries with full-jitter backoff.
+
+Retry policy: connection errors, read silence, truncated or malformed bodies, and HTTP 408, 409, 425,
+429, 5xx and 529 are retried with exponential backoff and full jitter (``uniform(0, min(cap, base *
+2**attempt))``), or after the server's ``Retry-After`` / ``retry-after-ms`` when it sends one. Other
+4xx errors surface at once with a message that says what to fix. A whole call (retries included) is
+bounded by ``call_timeout``; cancelling the awaiting task closes the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiohttp
+import structlog
+
+from cwm.agents.llm.types import LLMAuthError, LLMError, LLMRequestError, LLMUnavailable
+
+log = structlog.get_logger("cwm.llm")
+
+RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = \
+    weakref.WeakKeyDictionary()
+
+
+def shared_session() -> aiohttp.ClientSession:
+    """The process's ClientSession for the running event loop (connection pooling across providers)."""
+    loop = asyncio.get_running_loop()
+    session = _SESSIONS.get(loop)
+    if session is None or session.closed:
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=128, limit_per_host=64, ttl_dns_cache=300),
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        _SESSIONS[loop] = session
+    return session
+
+
+async def close_shared_session() -> None:
+    session = _SESSIONS.pop(asyncio.get_running_loop(), None)
+    if session is not None and not session.closed:
+        await session.close()
+
+
+def server_delay(headers: Any) -> float | None:
+    """The wait a server asks for, from ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP date)."""
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    ra = headers.get("Retry-After")
+    if ra is None:
+        return None
+    try:
+        return max(0.0, float(ra))
+    except ValueError:
+        try:
+            return max(0.0, parsedate_to_datetime(ra).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+class _Retryable(Exception):
+    def __init__(self, why: str, status: int | None = None, delay: float | None = None) -> None:
+        super().__init__(why)
+        self.status = status
+        self.delay = delay
+
+
+@dataclass
+class TransportConfig:
+    concurrency: int = 8
+    retries: int = 6
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    connect_timeout: float = 10.0
+    read_timeout: float = 120.0
+    """Longest silence while waiting for (more of) a response."""
+    call_timeout: float = 600.0
+    """Whole call, retries and waits included."""
+    max_server_wait: float = 120.0
+    """Longest ``Retry-After`` honoured as is (longer ones are cut to this)."""
+
+
+def _error_message(body: str) -> str:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body.strip()[:500]
+    err = data.get("error", data) if isinstance(data, dict) else data
+    if isinstance(err, dict):
+        return str(err.get("message") or err.get("type") or err)[:500]
+    return str(err)[:500]
+
+
+def _fatal(status: int, body: str, label: str, key_env: str | None) -> LLMError:
+    msg = _error_message(body)
+    if status in (401, 403):
+        hint = f"set ${key_env} to a valid key" if key_env else "check the server's API key setting"
+        return LLMAuthError(f"{label}: authentication failed ({status}): {msg}", hint=hint, status=status)
+    if status == 404:
+        return LLMRequestError(f"{label}: model or endpoint not found (404): {msg}",
+                               hint="check the model name and the base URL (it usually ends in /v1)", status=status)
+    low = msg.lower()
+    if "context" in low or "too long" in low or ("maximum" in low and "token" in low) or status == 413:
+        return LLMRequestError(f"{label}: the prompt does not fit the model's context window ({status}): {msg}",
+                               hint="use a model with a longer context or lower max_tokens", status=status)
+    return LLMRequestError(f"{label}: request rejected ({status}): {msg}",
+                           hint="check the model name and sampling parameters", status=status)
+
+
+class Transport:
+    """Retrying POSTs for one provider, at most ``concurrency`` in flight."""
+
+    def __init__(self, label: str, key_env: str | None, config: TransportConfig | None = None,
+                 rng: random.Random | None = None) -> None:
+        self.label = label
+        self.key_env = key_env
+        self.config = config or TransportConfig()
+        self._sem = asyncio.Semaphore(self.config.concurrency)
+        self._rng = rng or random.Random()
+
+    def _timeout(self) -> aiohttp.ClientTimeout:
+        c = self.config
+        return aiohttp.ClientTimeout(total=None, connect=c.connect_timeout, sock_connect=c.connect_timeout,
+                                     sock_read=c.read_timeout)
+
+    def backoff(self, attempt: int, hint: float | None) -> float:
+        if hint is not None:
+            return min(self.config.max_server_wait, hint) + self._rng.uniform(0, 0.05)
+        return self._rng.uniform(0, min(self.config.backoff_cap, self.config.backoff_base * 2 ** attempt))
+
+    async def _attempt_json(self, url: str, headers: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
+        async with shared_session().post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
+            body = await r.text()
+            if r.status >= 400:
+                if r.status in RETRYABLE:
+                    raise _Retryable(f"HTTP {r.status}: {_error_message(body)[:200]}", r.status,
+                                     server_delay(r.headers))
+                raise _fatal(r.status, body, self.label, self.key_env)
+            try:
+                data = json.loads(body)
+            except ValueError as exc:
+                raise _Retryable(f"malformed JSON in the response ({len(body)} bytes)") from exc
+            if not isinstance(data, dict):
+                raise _Retryable("the response is not a JSON object")
+            return data
+
+    async def _attempt_stream(self, url: str, headers: dict[str, str], payload: dict[str, Any],
+                              on_event: Callable[[dict[str, Any]], bool]) -> None:
+        async with shared_session().post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
+            if r.status >= 400:
+                body = await r.text()
+                if r.status in RETRYABLE:
+                    raise _Retryable(f"HTTP {r.status}: {_error_message(body)[:200]}", r.status,
+                                     server_delay(r.headers))
+                raise _fatal(r.status, body, self.label, self.key_env)
+            finished = False
+            async for event in sse_events(r.content.iter_any()):
+                if event is None:
+                    finished = True
+                    break
+                if on_event(event):
+                    finished = True
+                    break
+            if not finished:
+                raise _Retryable("the stream ended before its final event (truncated)")
+
+    async def call(self, url: str, headers: dict[str, str], payload: dict[str, Any], *,
+                   stream_handler: Callable[[], Callable[[dict[str, Any]], bool]] | None = None
+                   ) -> tuple[dict[str, Any] | None, int]:
+        """POST with retries; returns the JSON body (or None when streamed into the handler) and attempts."""
+        attempt = 0
+        try:
+            async with self._sem, asyncio.timeout(self.config.call_timeout):
+                return await self._call_loop(url, headers, payload, stream_handler, attempt)
+        except TimeoutError as exc:
+            raise LLMUnavailable(f"{self.label}: giving up: the call took longer than "
+                                 f"{self.config.call_timeout:g} s",
+                                 hint="raise the call timeout or retry later") from exc
+
+    async def _call_loop(self, url: str, headers: dict[str, str], payload: dict[str, Any],
+                         stream_handler: Callable[[], Callable[[dict[str, Any]], bool]] | None,
+                         attempt: int) -> tuple[dict[str, Any] | None, int]:
+        while True:
+            attempt += 1
+            try:
+                if stream_handler is None:
+                    return await self._attempt_json(url, headers, payload), attempt
+                await self._attempt_stream(url, headers, payload, stream_handler())
+                return None, attempt
+            except (_Retryable, aiohttp.ClientError, TimeoutError) as exc:
+                status = exc.status if isinstance(exc, _Retryable) else None
+                why = str(exc) or type(exc).__name__
+                if attempt > self.config.retries:
+                    raise LLMUnavailable(f"{self.label}: giving up after {attempt} attempts: {why}",
+                                         hint="the provider is overloaded or unreachable; retry later or "
+                                         "lower --concurrency", status=status) from exc
+                delay = self.backoff(attempt - 1, exc.delay if isinstance(exc, _Retryable) else None)
+                log.info("llm.retry", provider=self.label, attempt=attempt, status=status, why=why[:200],
+                         delay_s=round(delay, 3))
+                await asyncio.sleep(delay)
+
+
+async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any] | None]:
+    """Server-sent events parsed from raw chunks (lines of any length); ``None`` marks ``[DONE]``."""
+    buf = b""
+    data: list[bytes] = []
+    async for chunk in chunks:
+        buf += chunk
+        while (i := buf.find(b"\n")) >= 0:
+            line, buf = buf[:i].rstrip(b"\r"), buf[i + 1:]
+            if not line:
+                if data:
+                    blob, data = b"\n".join(data), []
+                    if blob.strip() == b"[DONE]":
+                        yield None
+                        return
+                    try:
+                        obj = json.loads(blob)
+                    except ValueError as exc:
+                        raise _Retryable("malformed JSON in a stream event") from exc
+                    if isinstance(obj, dict):
+                        yield obj
+            elif line.startswith(b"data:"):
+                data.append(line[5:].lstrip())
