@@ -22,6 +22,7 @@ import numpy as np
 
 from cwm.envs.collect import CollectConfig, collect
 from cwm.sandbox import IOSpec, Limits, Sandbox, SandboxConfig, evaluate
+from cwm.tracing import configure
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "cartpole_cwm.py"
 
@@ -77,4 +78,5 @@ async def main(runs: int) -> None:
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=30)
+    configure("error")
     asyncio.run(main(p.parse_args().runs))

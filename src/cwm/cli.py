@@ -168,6 +168,61 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def add_llm_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("LLM")
+    g.add_argument("--llm", default="local", metavar="PROVIDER",
+                   help="openai:MODEL, anthropic:MODEL, ollama:MODEL, vllm:MODEL, openai:MODEL@URL, local (default)")
+    g.add_argument("--concurrency", type=int, default=8, help="concurrent calls to the provider")
+    g.add_argument("--cache-dir", help="response cache directory (default ~/.cache/cwm/llm; CWM_CACHE_DIR)")
+    g.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    g.add_argument("--record", metavar="CASSETTE", help="record every call into this JSON-lines cassette")
+    g.add_argument("--replay", metavar="CASSETTE", help="answer every call from this cassette, offline")
+    g.add_argument("--prices", metavar="JSON", help='price table {"model-prefix": [usd_in, usd_out] per 1M tokens}')
+    g.add_argument("--stream", action="store_true", help="stream responses (server-sent events)")
+
+
+def make_llm_client(args: argparse.Namespace) -> Any:
+    from cwm.agents.llm import Cassette, LLMClient, PriceTable, ResponseCache, TransportConfig
+
+    if args.record and args.replay:
+        raise CwmError("--record and --replay exclude each other")
+    cassette = Cassette(args.record, "record") if args.record else (
+        Cassette(args.replay, "replay") if args.replay else None)
+    cache = None if args.no_cache or args.replay else ResponseCache(args.cache_dir)
+    prices = PriceTable.from_file(args.prices) if args.prices else None
+    return LLMClient.from_string(args.llm, cache=cache, cassette=cassette, prices=prices, stream=args.stream,
+                                 transport=TransportConfig(concurrency=args.concurrency))
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from cwm.agents.llm import Message, SamplingParams, close_shared_session
+
+    client = make_llm_client(args)
+    messages = ([Message("system", args.system)] if args.system else []) + [Message("user", args.prompt)]
+    params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens)
+
+    async def run() -> list[Any]:
+        try:
+            return list(await client.sample(messages, params, k=args.k))
+        finally:
+            await close_shared_session()
+
+    outs = asyncio.run(run())
+    summary = client.accounting.summary()
+    if args.json:
+        sys.stdout.write(json.dumps({"completions": [
+            {**c.to_json(), "cached": c.cached, "latency_s": round(c.latency_s, 4), "cost_usd": c.cost_usd}
+            for c in outs], **summary}) + "\n")
+        return EXIT_OK
+    for i, c in enumerate(outs):
+        tag = "cached" if c.cached else f"{c.latency_s:.2f} s"
+        sys.stdout.write(f"--- sample {i} ({c.model}, {c.usage.input_tokens}+{c.usage.output_tokens} tokens, "
+                         f"{tag})\n{c.text}\n")
+    sys.stdout.write(f"--- {summary['llm_calls']} paid calls, {summary['cached_calls']} cached, "
+                     f"{summary['tokens']} tokens, ${summary['cost_usd']:.4f}\n")
+    return EXIT_OK
+
+
 def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sandbox")
     g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "none"], default="auto",
@@ -209,6 +264,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env")
     p.add_argument("--description", help="file with a description for a custom environment")
     p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("ask", help="send one prompt to an LLM provider (check a provider, cache, cassette)")
+    p.add_argument("prompt")
+    p.add_argument("--system", help="system message")
+    p.add_argument("-k", type=int, default=1, help="samples, sent as k concurrent calls")
+    p.add_argument("--temperature", type=float, default=0.6)
+    p.add_argument("--top-p", type=float, default=0.8)
+    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("--json", action="store_true")
+    add_llm_flags(p)
+    p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("collect", help="record a dataset for any gymnasium environment")
     p.add_argument("env", help="CWMB name or gymnasium id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import pytest
@@ -207,3 +208,43 @@ async def test_trace_events_carry_metadata_but_no_key(monkeypatch):
     assert "sk-never-logged" not in repr(events)
     resp = next(e for e in events if e["event"] == "llm.response")
     assert resp["input_tokens"] == 10 and resp["cached"] is False
+
+
+def test_cli_ask_over_loopback(capsys, tmp_path):
+    """`cwm ask` through the real CLI path: two concurrent samples, then a replay from the cassette."""
+    from cwm.cli import main
+
+    import threading
+
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    def run_server() -> None:
+        loop = asyncio.new_event_loop()
+        server = FakeLLMServer(default=Reply("pong", usage=(3, 1)))
+        loop.run_until_complete(server.start())
+        holder["url"], holder["loop"], holder["server"] = server.base_url, loop, server
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(server.close())
+        loop.close()
+
+    t = threading.Thread(target=run_server, daemon=True)
+    t.start()
+    ready.wait(5)
+    cassette = tmp_path / "c.jsonl"
+    try:
+        argv = ["ask", "ping", "--llm", f"openai:fake@{holder['url']}", "-k", "2", "--json", "--no-cache",
+                "--record", str(cassette)]
+        assert main(argv) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert [c["text"] for c in out["completions"]] == ["pong", "pong"] and out["llm_calls"] == 2
+    finally:
+        loop = holder["loop"]
+        loop.call_soon_threadsafe(loop.stop)  # type: ignore[attr-defined]
+        t.join(5)
+    assert main(["ask", "ping", "--llm", f"openai:fake@{holder['url']}", "-k", "2", "--json",
+                 "--replay", str(cassette)]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["llm_calls"] == 0 and replayed["cached_calls"] == 2
+    assert main(["ask", "ping", "--llm", "nope:x"]) == 2
