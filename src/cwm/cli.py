@@ -90,7 +90,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     code = _read_program(args.program)
     ds = load_for_env(args.env, args.dataset)
     hide = (str(Path(args.dataset).resolve().parent),) if args.dataset else ()
-    report, _ = asyncio.run(check_program(code, ds, metric=args.metric, max_failures=args.max_failures,
+    report = asyncio.run(check_program(code, ds, metric=args.metric, max_failures=args.max_failures,
                                           config=_sandbox_config(args, hide)))
     if args.json:
         payload = report.to_json()

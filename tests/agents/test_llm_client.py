@@ -212,9 +212,9 @@ async def test_trace_events_carry_metadata_but_no_key(monkeypatch):
 
 def test_cli_ask_over_loopback(capsys, tmp_path):
     """`cwm ask` through the real CLI path: two concurrent samples, then a replay from the cassette."""
-    from cwm.cli import main
-
     import threading
+
+    from cwm.cli import main
 
     ready = threading.Event()
     holder: dict[str, object] = {}

@@ -132,8 +132,7 @@ async def evaluate(sandbox: Sandbox, code: str, ds: Dataset, *, metric: Metric =
 
 
 async def check_program(code: str, ds: Dataset, *, metric: Metric = "cwm", max_failures: int = 5,
-                        config: SandboxConfig | None = None) -> tuple[ScoreReport, Sandbox]:
+                        config: SandboxConfig | None = None) -> ScoreReport:
     """One-shot scoring with a sandbox of its own (closed before returning)."""
     async with Sandbox(config) as sandbox:
-        report = await evaluate(sandbox, code, ds, metric=metric, max_failures=max_failures)
-    return report, sandbox
+        return await evaluate(sandbox, code, ds, metric=metric, max_failures=max_failures)

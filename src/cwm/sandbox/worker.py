@@ -197,7 +197,6 @@ class ProgramSession:
             raise SessionFailed(ProgramError("crash", "the session is closed"), [])
         answered: list[dict[str, Any]] = []
         payload = json.dumps({"items": list(items)}).encode() + b"\n"
-        deadline = time.monotonic() + timeout
         try:
             self._writer.write(payload)
             async with asyncio.timeout_at(asyncio.get_running_loop().time() + timeout):
@@ -218,7 +217,6 @@ class ProgramSession:
             raise
         except (ConnectionError, OSError):
             raise await self._died("while receiving a request", answered) from None
-        del deadline
         return answered
 
     async def close(self) -> dict[str, Any]:
