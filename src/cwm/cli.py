@@ -223,6 +223,55 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    import time as _time
+
+    from cwm.graph.run import RunConfig, load_config, synthesize
+    from cwm.tracing import configure
+
+    if args.resume:
+        run_dir = Path(args.resume)
+        cfg = load_config(run_dir)
+    else:
+        if not args.env:
+            raise CwmError("--env is required (or --resume RUN_DIR)")
+        from cwm.envs.registry import resolve_gym_id
+
+        resolve_gym_id(args.env)
+        cfg = RunConfig(env=args.env, llm=args.llm, method=args.method, budget=args.budget,
+                        concurrency=args.concurrency, seed=args.seed, dataset=args.dataset,
+                        description=args.description, heldout_fraction=args.heldout,
+                        temperature=args.temperature, max_new_tokens=args.max_new_tokens,
+                        max_tokens=args.max_tokens, max_cost_usd=args.max_cost, max_seconds=args.max_time)
+        run_dir = Path(args.out or f"runs/{cfg.env}-{cfg.method}-{_time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    configure(args.log_level, run_dir / "trace.jsonl")
+    quiet = args.json or not sys.stderr.isatty()
+
+    def progress(p: dict[str, Any]) -> None:
+        best = "-" if p["best"] is None else f"{p['best']:.4f}"
+        held = "" if p["heldout"] is None else f" (held-out {p['heldout']:.4f})"
+        line = (f"calls {p['calls']}/{p['budget']} · in flight {p['in_flight']} · best {best}{held} · "
+                f"tokens {p['tokens']:,} · ${p['cost_usd']:.4f}" + (f" · stop: {p['stop']}" if p["stop"] else ""))
+        sys.stderr.write(("\r" + line.ljust(100)) if not quiet else line + "\n")
+        sys.stderr.flush()
+
+    summary = asyncio.run(synthesize(cfg, run_dir, resume=bool(args.resume), on_progress=progress))
+    if not quiet:
+        sys.stderr.write("\n")
+    if args.json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        held = summary["heldout_accuracy"]
+        sys.stdout.write(
+            f"{cfg.env} · {cfg.method} · {cfg.llm}: accuracy {summary['accuracy']:.4f}"
+            f"{'' if held is None else f', held-out {held:.4f}'} · {summary['search_calls']} calls "
+            f"({summary['llm_calls']} paid) · {summary['tokens']:,} tokens · ${summary['cost_usd']:.4f} · "
+            f"{summary['wall_s']:.1f} s · stop: {summary['stop']}\n"
+            f"best program: {summary['program']}\nrun directory: {run_dir}\n")
+    return EXIT_OK
+
+
 def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sandbox")
     g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "none"], default="auto",
@@ -264,6 +313,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("env")
     p.add_argument("--description", help="file with a description for a custom environment")
     p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("synthesize", help="search for a Code World Model with an LLM (GIF-MCTS or a baseline)")
+    p.add_argument("--env", help="CWMB name or gymnasium id")
+    p.add_argument("--llm", default="local", metavar="PROVIDER", help="as for `cwm ask` (default: local)")
+    p.add_argument("--budget", type=int, default=10, help="LLM calls the search may make (default 10)")
+    p.add_argument("--concurrency", type=int, default=1, help="expansions in flight at once (default 1)")
+    p.add_argument("--method", choices=["gif-mcts", "worldcoder", "best-of-n"], default="gif-mcts")
+    p.add_argument("--out", help="run directory (default runs/ENV-METHOD-TIME)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was interrupted")
+    p.add_argument("--dataset", help="cwm dataset (.npz) for a custom environment")
+    p.add_argument("--description", help="description file for a custom environment")
+    p.add_argument("--heldout", type=float, default=0.2, help="fraction of trajectories never shown (0.2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=1500)
+    p.add_argument("--max-tokens", type=int, help="stop after this many tokens in total")
+    p.add_argument("--max-cost", type=float, help="stop after this many USD")
+    p.add_argument("--max-time", type=float, help="stop after this many seconds")
+    p.add_argument("--json", action="store_true", help="print one JSON summary object")
+    p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser("ask", help="send one prompt to an LLM provider (check a provider, cache, cassette)")
     p.add_argument("prompt")

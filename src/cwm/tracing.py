@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from collections.abc import MutableMapping
+from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -23,15 +27,50 @@ def _stderr_logger(*args: object) -> _StderrLogger:
     return _StderrLogger()
 
 
-def configure(level: str = "warning") -> None:
+class _TraceFile:
+    """Writes every event (info and above) as one JSON line to the run's trace, before console filtering."""
+
+    def __init__(self, path: Path | None, console_level: int) -> None:
+        self.path = path
+        self.console_level = console_level
+        self._fh = path.open("a", encoding="utf-8") if path is not None else None
+
+    def __call__(self, logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        if self._fh is not None:
+            self._fh.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
+            self._fh.flush()
+        if _LEVELS.get(method.replace("warn", "warning").replace("warninging", "warning"), logging.INFO) \
+                < self.console_level:
+            raise structlog.DropEvent
+        return event
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+_current: _TraceFile | None = None
+
+
+def configure(level: str = "warning", trace_path: str | Path | None = None) -> None:
+    """Console events at ``level`` and above on stderr; with ``trace_path``, every info event as JSON lines."""
+    global _current
+    if _current is not None:
+        _current.close()
+    console = _LEVELS.get(level, logging.WARNING)
+    tee = _TraceFile(Path(trace_path) if trace_path else None, console)
+    _current = tee
+    floor = min(console, logging.INFO) if trace_path else console
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            tee,
             structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.WARNING)),
+        wrapper_class=structlog.make_filtering_bound_logger(floor),
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )

@@ -1,0 +1,207 @@
+"""The search as a LangGraph state machine.
+
+    START -> controller --Send x k--> expand (generate | improve | fix agent) --> controller -> ... -> END
+
+The controller node owns the search controller (GIF-MCTS, WorldCoder or best-of-N, all pure): it folds the
+last superstep's expansion records into the tree (expand, backpropagate, settle bugs), checks the stop
+rules (solved, budget, token/cost/time limits, a fatal LLM error), then selects up to k new expansions and
+dispatches them with ``Send``. Each ``expand`` task makes one LLM call and one sandbox scoring and returns
+a record; it never raises, so a failing branch cannot cancel its siblings. State holds plain JSON-able
+values only; the tree is small (programs are a few kB). A SQLite checkpointer persists every superstep.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any, Literal, Protocol
+
+import structlog
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from langgraph.types import Command, Overwrite, Send
+from typing_extensions import TypedDict
+
+from cwm.agents.expand import AgentDeps, run_expansion
+from cwm.agents.llm.types import LLMError
+from cwm.agents.results import ExpansionResult
+from cwm.graph.baselines import BestOfN, WorldCoderSearch
+from cwm.graph.tree import ACTION_NAMES, GIFConfig, GIFTree, Node, Selection
+
+log = structlog.get_logger("cwm.graph")
+Method = Literal["gif-mcts", "worldcoder", "best-of-n"]
+METHODS: tuple[Method, ...] = ("gif-mcts", "worldcoder", "best-of-n")
+
+
+class Controller(Protocol):
+    nodes: list[Node]
+    expansions: int
+
+    def select(self) -> Selection | None: ...
+    def apply(self, sel: Selection, res: ExpansionResult) -> Node: ...
+    def cancel(self, sel: Selection) -> None: ...
+    def solved(self) -> bool: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+    @property
+    def best_node(self) -> Node | None: ...
+
+
+def new_controller(method: Method, seed: int, config: GIFConfig | None = None) -> Controller:
+    if method == "gif-mcts":
+        return GIFTree(config or GIFConfig(seed=seed))
+    if method == "worldcoder":
+        return WorldCoderSearch(seed)
+    return BestOfN(seed)
+
+
+def load_controller(d: dict[str, Any]) -> Controller:
+    kind = d.get("kind")
+    if kind == "gif-mcts":
+        return GIFTree.from_dict(d)
+    if kind == "worldcoder":
+        return WorldCoderSearch.from_dict(d)
+    return BestOfN.from_dict(d)
+
+
+@dataclass(frozen=True)
+class Budget:
+    calls: int
+    concurrency: int = 1
+    max_tokens: int | None = None
+    max_cost_usd: float | None = None
+    max_seconds: float | None = None
+
+
+class SearchState(TypedDict, total=False):
+    controller: dict[str, Any]
+    inflight: dict[str, dict[str, Any]]
+    results: Annotated[list[dict[str, Any]], operator.add]
+    calls: int
+    """Expansions done (LLM calls the search made, replayed ones included): the budget counts these."""
+    paid_calls: int
+    tokens: int
+    cost_usd: float
+    started: float
+    elapsed_s: float
+    stop: str | None
+
+
+class ExpandInput(TypedDict):
+    selection: dict[str, Any]
+    parent: dict[str, Any]
+
+
+@dataclass
+class SearchDeps:
+    agents: AgentDeps
+    method: Method
+    budget: Budget
+    seed: int = 0
+    gif: GIFConfig | None = None
+
+
+def _parent_view(node: Node) -> dict[str, Any]:
+    return {"id": node.id, "state_code": node.state_code, "program": node.program, "feedback": node.feedback,
+            "error": node.error}
+
+
+def _stop_reason(state: SearchState, ctrl: Controller, budget: Budget) -> str | None:
+    if ctrl.solved():
+        return "solved"
+    if state.get("calls", 0) >= budget.calls:
+        return "budget"
+    if budget.max_tokens is not None and state.get("tokens", 0) >= budget.max_tokens:
+        return "token limit"
+    if budget.max_cost_usd is not None and state.get("cost_usd", 0.0) >= budget.max_cost_usd:
+        return "cost limit"
+    if budget.max_seconds is not None and state.get("elapsed_s", 0.0) >= budget.max_seconds:
+        return "time limit"
+    return None
+
+
+async def controller(state: SearchState, runtime: Runtime[SearchDeps]) -> Command[Literal["expand", "__end__"]]:
+    deps = runtime.context
+    now = time.time()
+    started = state.get("started") or now
+    if state.get("controller"):
+        ctrl = load_controller(state["controller"])
+    else:
+        ctrl = new_controller(deps.method, deps.seed, deps.gif)
+        log.info("run.start", method=deps.method, budget=deps.budget.calls, concurrency=deps.budget.concurrency)
+    inflight = dict(state.get("inflight") or {})
+    calls, paid = state.get("calls", 0), state.get("paid_calls", 0)
+    tokens, cost = state.get("tokens", 0), state.get("cost_usd", 0.0)
+    stop: str | None = state.get("stop")
+    for rec in sorted(state.get("results") or [], key=lambda r: int(r["index"])):
+        done = Selection(**inflight.pop(str(rec["index"])))
+        if rec.get("llm_error"):
+            ctrl.cancel(done)
+            log.warning("llm.failed", index=done.index, error=rec["llm_error"])
+            stop = stop or f"LLM error: {rec['llm_error']}"
+            continue
+        calls += 1
+        if not rec["meta"].get("cached"):
+            paid += 1
+            tokens += int(rec["meta"].get("tokens", 0))
+            cost += float(rec["meta"].get("cost_usd", 0.0))
+        before = ctrl.best_node.id if ctrl.best_node else None
+        node = ctrl.apply(done, ExpansionResult(**rec["result"]))
+        log.info("mcts.expand", index=done.index, node=node.id, parent=done.parent,
+                 action=ACTION_NAMES[done.action_type], score=round(node.score, 6), heldout=node.heldout,
+                 bug=node.bug, complete=node.complete)
+        log.info("mcts.backprop", node=node.id, path=[*done.path, node.id],
+                 values=[round(ctrl.nodes[i].value(), 6) for i in [*done.path, node.id]])
+        best = ctrl.best_node
+        if best is not None and best.id != before:
+            log.info("mcts.best", node=best.id, score=round(best.score, 6), heldout=best.heldout, calls=calls)
+    new_state: dict[str, Any] = {"started": started, "elapsed_s": now - started, "calls": calls,
+                                 "paid_calls": paid, "tokens": tokens, "cost_usd": cost}
+    merged: SearchState = {**state, **new_state}  # type: ignore[typeddict-item]
+    stop = stop or _stop_reason(merged, ctrl, deps.budget)
+    sends: list[Send] = []
+    if stop is None:
+        room = min(deps.budget.concurrency, deps.budget.calls - calls)
+        for _ in range(room):
+            sel = ctrl.select()
+            if sel is None:
+                break
+            log.info("mcts.select", index=sel.index, parent=sel.parent, action=ACTION_NAMES[sel.action_type],
+                     key=sel.key, path=sel.path, ucb=sel.scores)
+            inflight[str(sel.index)] = asdict(sel)
+            sends.append(Send("expand", ExpandInput(selection=asdict(sel), parent=_parent_view(
+                ctrl.nodes[sel.parent]))))
+        if not sends:
+            stop = "nothing left to expand"
+    update = {**new_state, "controller": ctrl.to_dict(), "inflight": inflight, "results": Overwrite([]),
+              "stop": stop}
+    if sends:
+        return Command(update=update, goto=sends)
+    best = ctrl.best_node
+    log.info("run.end", stop=stop, calls=calls, best=best.id if best else None,
+             accuracy=round(best.score, 6) if best else None)
+    return Command(update=update, goto="__end__")
+
+
+async def expand(inp: ExpandInput, runtime: Runtime[SearchDeps]) -> dict[str, Any]:
+    sel = inp["selection"]
+    try:
+        result, meta = await run_expansion(runtime.context.agents, sel["action_type"], int(sel["index"]),
+                                           inp["parent"])
+    except LLMError as exc:
+        return {"results": [{"index": sel["index"], "llm_error": str(exc), "meta": {}}]}
+    except Exception as exc:
+        log.error("expand.failed", index=sel["index"], error=repr(exc)[:500])
+        result, meta = ExpansionResult(None, 0.0, True, error=f"internal error while scoring: {exc!r}"[:2000]), {}
+    return {"results": [{"index": sel["index"], "result": asdict(result), "meta": meta}]}
+
+
+def build_graph() -> StateGraph[SearchState, SearchDeps, SearchState, SearchState]:
+    g: StateGraph[SearchState, SearchDeps, SearchState, SearchState] = StateGraph(
+        SearchState, context_schema=SearchDeps)
+    g.add_node("controller", controller, destinations=("expand", END))
+    g.add_node("expand", expand)  # type: ignore[call-overload]  # a Send payload, not the graph state
+    g.add_edge(START, "controller")
+    g.add_edge("expand", "controller")
+    return g
