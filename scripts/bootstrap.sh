@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up cwm in ./.venv: system packages for the sandbox (when apt-get and root are available),
 # then the Python package. Usage: scripts/bootstrap.sh [dev]
-#   (no argument) runtime install, with the MuJoCo environments
+#   (no argument) runtime install, with the MuJoCo environments and the embedded model
 #   dev           also the test, lint and type-check tools
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,11 +20,19 @@ if ! command -v bwrap >/dev/null 2>&1 || ! ldconfig -p 2>/dev/null | grep -q lib
   fi
 fi
 
+# llama.cpp (the embedded model) compiles from source. A build tuned to the compiling CPU (-march=native,
+# with its AVX-512/AMX kernels) crashed on batched prompts on the machines we test on; this portable
+# AVX2 build does not. Override by exporting CMAKE_ARGS yourself.
+if [ "$(uname -m)" = x86_64 ]; then
+  export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DGGML_BACKEND_DL=OFF}"
+fi
+
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 if [ "${1:-}" = dev ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
 else
-  .venv/bin/python -m pip install -q -e '.[mujoco]'
+  .venv/bin/python -m pip install -q -e '.[mujoco,local]'
 fi

@@ -227,7 +227,6 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     import time as _time
 
     from cwm.graph.run import RunConfig, load_config, synthesize
-    from cwm.tracing import configure
 
     if args.resume:
         run_dir = Path(args.resume)
@@ -245,7 +244,6 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                         max_tokens=args.max_tokens, max_cost_usd=args.max_cost, max_seconds=args.max_time)
         run_dir = Path(args.out or f"runs/{cfg.env}-{cfg.method}-{_time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    configure(args.log_level, run_dir / "trace.jsonl")
     quiet = args.json or not sys.stderr.isatty()
 
     def progress(p: dict[str, Any]) -> None:

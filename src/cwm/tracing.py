@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ class _TraceFile:
             self._fh.close()
             self._fh = None
 
+    def open(self, path: Path) -> None:
+        self.close()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fh = path.open("a", encoding="utf-8")
+
 
 _current: _TraceFile | None = None
 
@@ -61,7 +68,7 @@ def configure(level: str = "warning", trace_path: str | Path | None = None) -> N
     console = _LEVELS.get(level, logging.WARNING)
     tee = _TraceFile(Path(trace_path) if trace_path else None, console)
     _current = tee
-    floor = min(console, logging.INFO) if trace_path else console
+    floor = min(console, logging.INFO)  # info events always reach a trace file, if one is attached
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -74,3 +81,19 @@ def configure(level: str = "warning", trace_path: str | Path | None = None) -> N
         logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
+
+
+@contextlib.contextmanager
+def trace_to(path: str | Path) -> Iterator[None]:
+    """Write every info-and-above event to ``path`` (JSON lines) for the duration of the block."""
+    if _current is None:
+        configure("warning")
+    assert _current is not None
+    previous = _current.path
+    _current.open(Path(path))
+    try:
+        yield
+    finally:
+        _current.close()
+        if previous is not None and previous != Path(path):
+            _current.open(previous)

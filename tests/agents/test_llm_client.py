@@ -212,39 +212,18 @@ async def test_trace_events_carry_metadata_but_no_key(monkeypatch):
 
 def test_cli_ask_over_loopback(capsys, tmp_path):
     """`cwm ask` through the real CLI path: two concurrent samples, then a replay from the cassette."""
-    import threading
-
     from cwm.cli import main
+    from fake_llm import serve_in_thread
 
-    ready = threading.Event()
-    holder: dict[str, object] = {}
-
-    def run_server() -> None:
-        loop = asyncio.new_event_loop()
-        server = FakeLLMServer(default=Reply("pong", usage=(3, 1)))
-        loop.run_until_complete(server.start())
-        holder["url"], holder["loop"], holder["server"] = server.base_url, loop, server
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(server.close())
-        loop.close()
-
-    t = threading.Thread(target=run_server, daemon=True)
-    t.start()
-    ready.wait(5)
     cassette = tmp_path / "c.jsonl"
-    try:
-        argv = ["ask", "ping", "--llm", f"openai:fake@{holder['url']}", "-k", "2", "--json", "--no-cache",
+    with serve_in_thread(FakeLLMServer(default=Reply("pong", usage=(3, 1)))) as server:
+        url = server.base_url
+        argv = ["ask", "ping", "--llm", f"openai:fake@{url}", "-k", "2", "--json", "--no-cache",
                 "--record", str(cassette)]
         assert main(argv) == 0
         out = json.loads(capsys.readouterr().out)
         assert [c["text"] for c in out["completions"]] == ["pong", "pong"] and out["llm_calls"] == 2
-    finally:
-        loop = holder["loop"]
-        loop.call_soon_threadsafe(loop.stop)  # type: ignore[attr-defined]
-        t.join(5)
-    assert main(["ask", "ping", "--llm", f"openai:fake@{holder['url']}", "-k", "2", "--json",
-                 "--replay", str(cassette)]) == 0
+    assert main(["ask", "ping", "--llm", f"openai:fake@{url}", "-k", "2", "--json", "--replay", str(cassette)]) == 0
     replayed = json.loads(capsys.readouterr().out)
     assert replayed["llm_calls"] == 0 and replayed["cached_calls"] == 2
     assert main(["ask", "ping", "--llm", "nope:x"]) == 2

@@ -36,6 +36,7 @@ from cwm.envs.describe import describe
 from cwm.errors import CwmError
 from cwm.graph.search import Budget, Method, SearchDeps, build_graph, load_controller
 from cwm.sandbox.worker import Limits, Sandbox, SandboxConfig
+from cwm.tracing import trace_to
 
 log = structlog.get_logger("cwm.run")
 THREAD = "search"
@@ -99,7 +100,11 @@ async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
             raise CwmError(f"{str(run_dir)!r} already holds a run", hint=f"resume it with --resume {run_dir}, "
                            "or choose another --out")
         _write_json(run_dir / "config.json", asdict(cfg))
-    structlog.contextvars.bind_contextvars(run_id=cfg.run_id)
+    with trace_to(run_dir / "trace.jsonl"), structlog.contextvars.bound_contextvars(run_id=cfg.run_id):
+        return await _synthesize(cfg, run_dir, resume, on_progress)
+
+
+async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: Any) -> dict[str, Any]:
     ds = load_for_env(cfg.env, cfg.dataset)
     feedback, heldout = split_heldout(ds, cfg.heldout_fraction, cfg.seed)
     description = describe(cfg.env, cfg.description)

@@ -85,8 +85,9 @@ class Node:
     """What improve and fix prompts show: the first failing transition, or the error."""
     error: str | None = None
 
-    def value(self) -> float:
-        n = self.visits + self.virtual
+    def value(self, *, real: bool = False) -> float:
+        """Mean value; selection counts in-flight (virtual) visits as zeros, learning does not."""
+        n = self.visits + (0 if real else self.virtual)
         return self.value_sum / n if n else 0.0
 
 
@@ -150,8 +151,8 @@ class GIFTree:
     def global_value(self, t: str) -> float:
         return self.global_sum[t] / self.global_count[t]
 
-    def local_value(self, parent: Node, t: str, exclude: int | None = None) -> float | None:
-        vals = [self.nodes[cid].value() for k, cid in parent.children.items()
+    def local_value(self, parent: Node, t: str, exclude: int | None = None, *, real: bool = False) -> float | None:
+        vals = [self.nodes[cid].value(real=real) for k, cid in parent.children.items()
                 if k[0] == t and cid is not None and cid != exclude]
         return sum(vals) / len(vals) if vals else None
 
@@ -281,7 +282,7 @@ class GIFTree:
         self.nodes.append(child)
         parent.children[sel.key] = child.id
         # value predictor: local value over the siblings already there (fix 1), global before this sample
-        v_g, v_l = self.global_value(t), self.local_value(parent, t, exclude=child.id)
+        v_g, v_l = self.global_value(t), self.local_value(parent, t, exclude=child.id, real=True)
         loss = self.predictors[t].update(v_g, v_l, child.score)
         self.predictor_log.append({"type": t, "v_g": v_g, "v_l": v_l, "target": child.score, "loss": loss,
                                    "w_g": self.predictors[t].w_g, "w_l": self.predictors[t].w_l})
@@ -298,7 +299,7 @@ class GIFTree:
     def _backprop(self, path: list[int], value: float, *, visit_only: bool) -> None:
         for nid in reversed(path):
             node = self.nodes[nid]
-            node.value_sum += node.value() if visit_only else value
+            node.value_sum += node.value(real=True) if visit_only else value
             node.visits += 1
             value = node.reward + self.config.discount * value
 
@@ -324,7 +325,7 @@ class GIFTree:
                 node.bug = False
         else:
             for node in chain:
-                node.value_sum = child.value() * node.visits
+                node.value_sum = child.value(real=True) * node.visits
                 node.bug = False
 
     # ------------------------------------------------------------------------------ queries

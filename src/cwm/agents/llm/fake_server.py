@@ -66,6 +66,8 @@ class FakeLLMServer:
     in_flight: int = 0
     max_in_flight: int = 0
     disconnects: int = 0
+    answered: int = 0
+    """Replies written completely (what a provider would bill)."""
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -154,12 +156,18 @@ class FakeLLMServer:
         assert isinstance(action, Reply)
         model = str(body.get("model", "fake"))
         if not stream:
-            return web.json_response(_full(anthropic, action, model))
-        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await resp.prepare(request)
-        for event in _stream_events(anthropic, action, model):
-            await resp.write(_sse(event))
+            payload = json.dumps(_full(anthropic, action, model)).encode()
+            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+            resp.content_length = len(payload)
+            await resp.prepare(request)
+            await resp.write(payload)
+        else:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            for event in _stream_events(anthropic, action, model):
+                await resp.write(_sse(event))
         await resp.write_eof()
+        self.answered += 1
         return resp
 
 

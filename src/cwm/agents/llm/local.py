@@ -52,7 +52,9 @@ class LocalServer:
     def __init__(self, model_path: Path, *, n_ctx: int = 4096, threads: int | None = None) -> None:
         self.model_path = model_path
         self.n_ctx = n_ctx
-        self.threads = threads or max(1, (os.cpu_count() or 2))
+        # half the cores: llama.cpp's OpenMP threads spin at barriers, and one descheduled thread (other work
+        # on the machine) stalls them all; measured here: 2 threads on 2 busy cores ran ~40x slower than 1
+        self.threads = threads or int(os.environ.get("CWM_LOCAL_THREADS", 0)) or max(1, (os.cpu_count() or 2) // 2)
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the server
@@ -74,6 +76,7 @@ class LocalServer:
             self.port = _free_port()
             argv = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model_path), "--host", "127.0.0.1",
                     "--port", str(self.port), "--n_ctx", str(self.n_ctx), "--n_threads", str(self.threads),
+                    "--n_threads_batch", str(self.threads),
                     "--model_alias", "local"]
             log.info("llm.local_start", model=str(self.model_path), port=self.port)
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
