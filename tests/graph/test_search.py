@@ -109,7 +109,7 @@ async def test_baselines_share_the_graph(tmp_path, method):
 def test_heldout_split_is_seeded_and_disjoint():
     ds = load_for_env("CartPole-v1")
     fb, held = split_heldout(ds, 0.2, seed=3)
-    fb2, held2 = split_heldout(ds, 0.2, seed=3)
+    _fb2, held2 = split_heldout(ds, 0.2, seed=3)
     assert held is not None and np.array_equal(held.state, held2.state)
     assert len(set(fb.trajectory.tolist()) & set(held.trajectory.tolist())) == 0
     assert len(fb) + len(held) == len(ds) and len(np.unique(held.trajectory)) == 2

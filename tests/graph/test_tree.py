@@ -49,10 +49,10 @@ def test_ucb_formula_for_visited_and_unvisited_children():
     t.apply(t.select(), ok(0.6))           # node 1 under g1
     root = t.nodes[0]
     c, eps = 0.1, 1.0
-    u, v, e = t.ucb(root, "g1")
+    _u, v, e = t.ucb(root, "g1")
     assert v == pytest.approx(0.6)
     assert e == pytest.approx(c * math.sqrt(math.log(2) / (1 + eps)))
-    u2, v2, e2 = t.ucb(root, "g2")        # unvisited: same-type count = 2 - 1 = 1
+    _u2, v2, e2 = t.ucb(root, "g2")        # unvisited: same-type count = 2 - 1 = 1
     assert e2 == pytest.approx(c * math.sqrt(math.log(2) / (1 + eps)))
     # predicted value: local value of expanded g siblings is 0.6, global = (0.5*2 + 0.6)/3
     v_g = (0.5 * 2 + 0.6) / 3

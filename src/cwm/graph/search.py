@@ -123,6 +123,7 @@ def _stop_reason(state: SearchState, ctrl: Controller, budget: Budget) -> str | 
 
 async def controller(state: SearchState, runtime: Runtime[SearchDeps]) -> Command[Literal["expand", "__end__"]]:
     deps = runtime.context
+    t_ctrl = time.perf_counter()
     now = time.time()
     started = state.get("started") or now
     if state.get("controller"):
@@ -176,6 +177,8 @@ async def controller(state: SearchState, runtime: Runtime[SearchDeps]) -> Comman
             stop = "nothing left to expand"
     update = {**new_state, "controller": ctrl.to_dict(), "inflight": inflight, "results": Overwrite([]),
               "stop": stop}
+    log.info("mcts.controller", seconds=round(time.perf_counter() - t_ctrl, 6), dispatched=len(sends),
+             nodes=len(ctrl.nodes))
     if sends:
         return Command(update=update, goto=sends)
     best = ctrl.best_node
