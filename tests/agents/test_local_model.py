@@ -6,12 +6,16 @@ a 135M model says nothing about synthesis quality.
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from cwm.agents.llm import LLMClient, Message, SamplingParams, TransportConfig, close_shared_session
 from cwm.agents.llm.local import local_server
 
-pytest.importorskip("llama_cpp", reason="the embedded model needs the 'local' extra (llama-cpp-python)")
+# find_spec, not importorskip: importing llama_cpp here would leak its /dev/null handles into this process
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("llama_cpp") is None,
+                                reason="the embedded model needs the 'local' extra (llama-cpp-python)")
 
 
 @pytest.mark.slow
