@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 
 from cwm.agents.results import ExpansionResult
-from cwm.graph.tree import Node, Selection
+from cwm.graph.tree import BestTracking, Node, Selection
 
 
-class _FlatSearch:
+class _FlatSearch(BestTracking):
     kind = "flat"
 
     def __init__(self, seed: int = 0) -> None:
@@ -31,14 +31,6 @@ class _FlatSearch:
         self.expansions = 0
         self.best: int | None = None
         self.pending = 0
-
-    @property
-    def best_node(self) -> Node | None:
-        return None if self.best is None else self.nodes[self.best]
-
-    def solved(self) -> bool:
-        b = self.best_node
-        return b is not None and b.score >= 1.0
 
     def in_flight(self) -> int:
         return self.pending

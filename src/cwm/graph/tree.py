@@ -132,7 +132,22 @@ class Selection:
     """UCT terms at each step of the descent, for traces: key -> [U, V, E]."""
 
 
-class GIFTree:
+class BestTracking:
+    """The best node so far (highest feedback score, earliest on ties) and the early-stop test."""
+
+    nodes: list[Node]
+    best: int | None
+
+    @property
+    def best_node(self) -> Node | None:
+        return None if self.best is None else self.nodes[self.best]
+
+    def solved(self) -> bool:
+        b = self.best_node
+        return b is not None and b.score >= 1.0
+
+
+class GIFTree(BestTracking):
     def __init__(self, config: GIFConfig | None = None) -> None:
         self.config = config or GIFConfig()
         c = self.config
@@ -329,14 +344,6 @@ class GIFTree:
                 node.bug = False
 
     # ------------------------------------------------------------------------------ queries
-    @property
-    def best_node(self) -> Node | None:
-        return None if self.best is None else self.nodes[self.best]
-
-    def solved(self) -> bool:
-        b = self.best_node
-        return b is not None and b.score >= 1.0
-
     def in_flight(self) -> int:
         return sum(sum(n.pending.values()) for n in self.nodes)
 

@@ -16,6 +16,17 @@ def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def _completion(spec: ProviderSpec, text: str, finish: Any, tokens: tuple[Any, Any] | None, model: str,
+                messages: list[Message], raw: dict[str, Any]) -> Completion:
+    """A Completion; ``tokens`` is (input, output) as the server reported them, or None to estimate."""
+    if tokens is not None:
+        u = Usage(int(tokens[0] or 0), int(tokens[1] or 0))
+    else:
+        u = Usage(sum(_estimate_tokens(m.content) for m in messages), _estimate_tokens(text), estimated=True)
+    return Completion(text=text, finish_reason=None if finish is None else str(finish), usage=u, model=model,
+                      provider=spec.name, raw=raw)
+
+
 @dataclass
 class StreamState:
     parts: list[str] = field(default_factory=list)
@@ -58,12 +69,9 @@ class OpenAIAdapter:
 
     def _completion(self, text: str, finish: Any, usage: Any, model: str, messages: list[Message],
                     raw: dict[str, Any]) -> Completion:
-        if isinstance(usage, dict) and "prompt_tokens" in usage:
-            u = Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
-        else:
-            u = Usage(sum(_estimate_tokens(m.content) for m in messages), _estimate_tokens(text), estimated=True)
-        return Completion(text=text, finish_reason=None if finish is None else str(finish), usage=u, model=model,
-                          provider=self.spec.name, raw=raw)
+        tokens = (usage.get("prompt_tokens"), usage.get("completion_tokens")) \
+            if isinstance(usage, dict) and "prompt_tokens" in usage else None
+        return _completion(self.spec, text, finish, tokens, model, messages, raw)
 
     def stream_handler(self, state: StreamState) -> Callable[[dict[str, Any]], bool]:
         def on_event(ev: dict[str, Any]) -> bool:
@@ -127,12 +135,9 @@ class AnthropicAdapter:
 
     def _completion(self, text: str, finish: Any, usage: dict[str, Any], model: str, messages: list[Message],
                     raw: dict[str, Any]) -> Completion:
-        if "input_tokens" in usage or "output_tokens" in usage:
-            u = Usage(int(usage.get("input_tokens") or 0), int(usage.get("output_tokens") or 0))
-        else:
-            u = Usage(sum(_estimate_tokens(m.content) for m in messages), _estimate_tokens(text), estimated=True)
-        return Completion(text=text, finish_reason=None if finish is None else str(finish), usage=u, model=model,
-                          provider=self.spec.name, raw=raw)
+        tokens = (usage.get("input_tokens"), usage.get("output_tokens")) \
+            if "input_tokens" in usage or "output_tokens" in usage else None
+        return _completion(self.spec, text, finish, tokens, model, messages, raw)
 
     def stream_handler(self, state: StreamState) -> Callable[[dict[str, Any]], bool]:
         def on_event(ev: dict[str, Any]) -> bool:
