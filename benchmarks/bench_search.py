@@ -26,7 +26,7 @@ from cwm.graph.run import RunConfig, synthesize
 from cwm.tracing import configure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fake_llm import VARIANTS  # noqa: E402
+from fake_llm import VARIANTS
 
 
 async def main(budget: int, k: int, latency: float) -> None:
