@@ -209,26 +209,137 @@ def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str) -> None
 
     signal.signal(signal.SIGALRM, on_alarm)
     reader = sock.makefile("rb")
+    planner = _PlannerOps(env, sk, sd, ak, ad)
     for line in reader:
         msg = json.loads(line)
+        op = msg.get("op", "step")
+        if op != "step":
+            _send(sock, _guarded(lambda op=op, msg=msg: planner.run(op, msg), code))
+            continue
         for state, action in msg["items"]:
-            try:
-                signal.setitimer(signal.ITIMER_REAL, per_item)
-                try:
-                    env.set_state(_to_input(state, sk, sd))
-                    pred = _encode(env.step(_to_input(action, ak, ad)))
-                finally:
-                    signal.setitimer(signal.ITIMER_REAL, 0)
-            except SystemExit as exc:
-                pred = {"error": {"kind": "crash", "message": f"the program called exit({exc.code!r})",
-                                  "traceback": _tb(exc)}}
-            except MemoryError as exc:
-                pred = {"error": _error("memory", exc, code)}
-            except TransitionTimeout as exc:
-                pred = {"error": {"kind": "timeout", "message": str(exc), "traceback": _tb(exc)}}
-            except BaseException as exc:
-                pred = {"error": _error("runtime", exc, code)}
-            _send(sock, pred)
+            def one(state: Any = state, action: Any = action) -> dict[str, Any]:
+                env.set_state(_to_input(state, sk, sd))
+                return _encode(env.step(_to_input(action, ak, ad)))
+
+            signal.setitimer(signal.ITIMER_REAL, per_item)
+            _send(sock, _guarded(one, code))
+
+
+def _guarded(fn: Any, code: str) -> dict[str, Any]:
+    """Run ``fn`` (the program's code underneath) and turn whatever it raises into an error record."""
+    try:
+        try:
+            out: dict[str, Any] = fn()
+            return out
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except SystemExit as exc:
+        return {"error": {"kind": "crash", "message": f"the program called exit({exc.code!r})", "traceback": _tb(exc)}}
+    except MemoryError as exc:
+        return {"error": _error("memory", exc, code)}
+    except TransitionTimeout as exc:
+        return {"error": {"kind": "timeout", "message": str(exc), "traceback": _tb(exc)}}
+    except BaseException as exc:
+        return {"error": _error("runtime", exc, code)}
+
+
+class _PlannerOps:
+    """Planner helpers run next to the model so a rollout costs one message, not one per step.
+
+    The planner's code here is trusted; the model it calls is not, and may lie about its own rollouts,
+    which only misleads its own planning: the evaluator measures returns in the real environment.
+    Every step calls ``set_state`` with the model's previous output (the Markov contract, as in scoring).
+    """
+
+    def __init__(self, env: Any, sk: str, sd: str, ak: str, ad: str) -> None:
+        self.env, self.sk, self.sd, self.ak, self.ad = env, sk, sd, ak, ad
+        self.batch = getattr(env, "step_batch", None)
+
+    def _step(self, state: Any, action: Any) -> tuple[Any, float, bool]:
+        self.env.set_state(state)
+        out = self.env.step(action)
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            raise TypeError("step must return (next_state, reward, done)")
+        return out[0], float(out[1]), bool(out[2])
+
+    def _action(self, a: Any) -> Any:
+        return _to_input(a, self.ak, self.ad)
+
+    def run(self, op: str, msg: dict[str, Any]) -> dict[str, Any]:
+        if op == "rollouts":
+            return self.rollouts(msg)
+        if op == "simulate":
+            return self.simulate(msg)
+        if op == "check_batch":
+            return self.check_batch(msg)
+        raise ValueError(f"unknown op {op!r}")
+
+    def rollouts(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Undiscounted return of each action sequence from ``state`` (stopping at done)."""
+        s0 = _to_input(msg["state"], self.sk, self.sd)
+        plans = np.asarray(msg["plans"], dtype=np.float64 if self.ak == "array" else np.int64)
+        if msg.get("use_batch") and self.batch is not None and self.sk == "array":
+            return {"returns": self._batched(s0, plans)}
+        out = []
+        for plan in plans:
+            state, total = s0, 0.0
+            for a in plan:
+                state, r, d = self._step(state, self._action(a.tolist() if hasattr(a, "tolist") else a))
+                total += r
+                if d:
+                    break
+            out.append(total)
+        return {"returns": out}
+
+    def _batched(self, s0: Any, plans: Any) -> list[float]:
+        n = plans.shape[0]
+        states = np.repeat(np.asarray(s0)[None], n, axis=0)
+        alive = np.ones(n, dtype=bool)
+        totals = np.zeros(n)
+        for t in range(plans.shape[1]):
+            nxt, rew, done = self.batch(states, plans[:, t])
+            rew = np.asarray(rew, dtype=np.float64).reshape(n)
+            totals += np.where(alive, rew, 0.0)
+            alive &= ~np.asarray(done, dtype=bool).reshape(n)
+            states = np.asarray(nxt)
+            if not alive.any():
+                break
+        return totals.tolist()
+
+    def check_batch(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """Largest difference between step_batch and step on the given inputs (None: no step_batch)."""
+        if self.batch is None or self.sk != "array":
+            return {"max_diff": None}
+        states = [_to_input(s, self.sk, self.sd) for s, _ in msg["items"]]
+        actions = [self._action(a) for _, a in msg["items"]]
+        bs, br, bd = self.batch(np.stack(states), np.stack([np.asarray(a) for a in actions]))
+        br, bd = np.asarray(br, dtype=np.float64).reshape(-1), np.asarray(bd, dtype=bool).reshape(-1)
+        diff = 0.0
+        for i, (s, a) in enumerate(zip(states, actions, strict=True)):
+            ns, r, d = self._step(s, a)
+            gap = np.abs(np.asarray(ns, dtype=np.float64) - np.asarray(bs[i], dtype=np.float64))
+            diff = max(diff, float(np.max(gap)), abs(r - float(br[i])), float(d != bool(bd[i])))
+        return {"max_diff": diff}
+
+    def simulate(self, msg: dict[str, Any]) -> dict[str, Any]:
+        """One step from ``state`` with ``action``, then a random rollout of ``depth`` steps (MCTS leaf value)."""
+        import random as _random
+
+        rng = _random.Random(int(msg["seed"]))
+        gamma = float(msg["discount"])
+        ns, r, d = self._step(_to_input(msg["state"], self.sk, self.sd), self._action(msg["action"]))
+        out = _encode((ns, r, d))
+        value, g, state = 0.0, 1.0, ns
+        if not d:
+            n_actions = int(msg["n_actions"])
+            for _ in range(int(msg["depth"])):
+                state, rr, dd = self._step(state, rng.randrange(n_actions))
+                value += g * rr
+                g *= gamma
+                if dd:
+                    break
+        out["v"] = value
+        return out
 
 
 # ---------------------------------------------------------------------------------- zygote side
