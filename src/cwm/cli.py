@@ -270,6 +270,53 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from cwm.envs.registry import resolve_gym_id
+    from cwm.planning.agent import PlanConfig, plan
+    from cwm.planning.models import ModelFailed
+
+    resolve_gym_id(args.env)
+    cfg = PlanConfig(env=args.env, model=args.model, episodes=args.episodes, seed=args.seed, cem=args.cem,
+                     simulations=args.simulations, max_steps=args.max_steps)
+    show = not args.json and sys.stderr.isatty()
+
+    def progress(ep: int, total: int, step: int, ret: float) -> None:
+        if show and step % 10 == 0:
+            sys.stderr.write(f"\repisode {ep + 1}/{total} · step {step} · return {ret:.1f}".ljust(60))
+            sys.stderr.flush()
+
+    try:
+        result = asyncio.run(plan(cfg, progress=progress))
+    except ModelFailed as exc:
+        err = exc.error
+        if args.json:
+            sys.stdout.write(json.dumps({"error": err.to_json(), "returns": [], "mean_return": None,
+                                         "std_return": None, "normalized_return": None}) + "\n")
+        else:
+            sys.stderr.write(f"cwm: the model failed ({err.kind}): {err.message}\n")
+            if err.traceback:
+                sys.stderr.write(err.traceback.rstrip() + "\n")
+        return EXIT_FAILED
+    if show:
+        sys.stderr.write("\n")
+    if args.json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return EXIT_OK
+    norm = result["normalized_return"]
+    sys.stdout.write(f"{cfg.env} · {result['model']} · {result['planner']} · {cfg.episodes} episodes "
+                     f"(seed {cfg.seed})\n")
+    sys.stdout.write("returns: " + ", ".join(f"{r:.1f}" for r in result["returns"]) + "\n")
+    sys.stdout.write(f"mean {result['mean_return']:.2f} ± {result['std_return']:.2f} (std) · "
+                     f"{result['elapsed_s']:.1f} s\n")
+    if norm is not None:
+        sys.stdout.write(f"normalized return {norm:.3f} (random {result['random_return']:.2f}, "
+                         f"oracle {result['oracle_return']:.2f})\n")
+    else:
+        sys.stdout.write("normalized return: needs cached baselines with the same settings: run with --model random "
+                         "and --model oracle (or the oracle equals random here)\n")
+    return EXIT_OK
+
+
 def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sandbox")
     g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "none"], default="auto",
@@ -331,6 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-time", type=float, help="stop after this many seconds")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("plan", help="act in the real environment with a Code World Model (or the baselines)")
+    p.add_argument("--env", required=True)
+    p.add_argument("--model", required=True, help="program file, run directory, 'oracle' or 'random'")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cem", choices=["mpc", "paper"], default="mpc",
+                   help="continuous actions: receding-horizon CEM (default) or the paper's open-loop CEM")
+    p.add_argument("--simulations", type=int, default=25, help="MCTS simulations per step (discrete actions)")
+    p.add_argument("--max-steps", type=int, help="cut episodes at this many steps (default: the env's limit)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("ask", help="send one prompt to an LLM provider (check a provider, cache, cassette)")
     p.add_argument("prompt")

@@ -253,7 +253,7 @@ class _PlannerOps:
 
     def __init__(self, env: Any, sk: str, sd: str, ak: str, ad: str) -> None:
         self.env, self.sk, self.sd, self.ak, self.ad = env, sk, sd, ak, ad
-        self.batch = getattr(env, "step_batch", None)
+        self.batch: Any = getattr(env, "step_batch", None)
 
     def _step(self, state: Any, action: Any) -> tuple[Any, float, bool]:
         self.env.set_state(state)
@@ -304,7 +304,8 @@ class _PlannerOps:
             states = np.asarray(nxt)
             if not alive.any():
                 break
-        return totals.tolist()
+        result: list[float] = totals.tolist()
+        return result
 
     def check_batch(self, msg: dict[str, Any]) -> dict[str, Any]:
         """Largest difference between step_batch and step on the given inputs (None: no step_batch)."""

@@ -219,6 +219,28 @@ class ProgramSession:
             raise await self._died("while receiving a request", answered) from None
         return answered
 
+    async def step_many_raw(self, payload: dict[str, Any], *, timeout: float) -> dict[str, Any]:
+        """Send one planner request (``op`` other than step) and return its single, unvalidated reply."""
+        if self.closed:
+            raise SessionFailed(ProgramError("crash", "the session is closed"), [])
+        try:
+            self._writer.write(json.dumps(payload).encode() + b"\n")
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
+                msg = await self._line()
+        except TimeoutError:
+            await self.close()
+            raise SessionFailed(ProgramError("timeout", f"the program did not answer a planning request within "
+                                             f"{timeout:.3g} s"), []) from None
+        except SessionFailed:
+            await self.close()
+            raise
+        except (ConnectionError, OSError):
+            raise await self._died("during a planning request", []) from None
+        if msg is None:
+            raise await self._died("during a planning request", [])
+        return msg
+
     async def close(self) -> dict[str, Any]:
         """Kill the child's process group, reap it and remove its scratch directory."""
         if self.closed:
