@@ -23,7 +23,7 @@ PAPER = {  # Table 12: random, oracle (10 episodes)
 
 
 async def main(envs: list[str], episodes: int, cem: str) -> None:
-    print(f"| env | random (ours) | random (paper) | oracle (ours) | oracle (paper) | planner | oracle time |")
+    print("| env | random (ours) | random (paper) | oracle (ours) | oracle (paper) | planner | oracle time |")
     print("|---|---|---|---|---|---|---|")
     for env in envs:
         rnd = await plan(PlanConfig(env=env, model="random", episodes=episodes, cem=cem))

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
+from conftest import EXAMPLES
 from cwm.envs.registry import make_env
 from cwm.envs.snapshot import Snapshotter
 from cwm.planning.agent import PlanConfig, normalized_return, plan
 from cwm.planning.models import TrueModel
-from conftest import EXAMPLES
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +27,7 @@ def test_normalized_return():
 
 
 async def test_perfect_model_plans_like_the_oracle_on_cartpole():
-    cfg = dict(env="CartPole-v1", episodes=1, max_steps=60, simulations=10)
+    cfg = {"env": "CartPole-v1", "episodes": 1, "max_steps": 60, "simulations": 10}
     rnd = await plan(PlanConfig(model="random", **cfg))
     orc = await plan(PlanConfig(model="oracle", **cfg))
     cwm = await plan(PlanConfig(model=str(EXAMPLES / "cartpole_cwm.py"), **cfg))
@@ -38,7 +38,7 @@ async def test_perfect_model_plans_like_the_oracle_on_cartpole():
 
 
 async def test_batched_cem_with_a_perfect_pendulum_model():
-    cfg = dict(env="Pendulum-v1", episodes=1, max_steps=25)
+    cfg = {"env": "Pendulum-v1", "episodes": 1, "max_steps": 25}
     cwm = await plan(PlanConfig(model=str(EXAMPLES / "pendulum_cwm.py"), **cfg))
     orc = await plan(PlanConfig(model="oracle", **cfg))
     assert cwm["step_batch"] is True
