@@ -241,7 +241,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                         concurrency=args.concurrency, seed=args.seed, dataset=args.dataset,
                         description=args.description, heldout_fraction=args.heldout,
                         temperature=args.temperature, max_new_tokens=args.max_new_tokens,
-                        max_tokens=args.max_tokens, max_cost_usd=args.max_cost, max_seconds=args.max_time)
+                        max_tokens=args.max_tokens, max_cost_usd=args.max_cost, max_seconds=args.max_time,
+                        plan_episodes=args.plan_episodes if args.plan else 0)
         run_dir = Path(args.out or f"runs/{cfg.env}-{cfg.method}-{_time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     quiet = args.json or not sys.stderr.isatty()
@@ -267,6 +268,16 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
             f"({summary['llm_calls']} paid) · {summary['tokens']:,} tokens · ${summary['cost_usd']:.4f} · "
             f"{summary['wall_s']:.1f} s · stop: {summary['stop']}\n"
             f"best program: {summary['program']}\nrun directory: {run_dir}\n")
+        plan_result = summary.get("plan")
+        if plan_result:
+            if plan_result.get("error"):
+                err = plan_result["error"]
+                sys.stdout.write(f"planning failed: {err['kind']}: {err['message']}\n")
+            else:
+                norm = plan_result.get("normalized_return")
+                sys.stdout.write(f"planning: mean return {plan_result['mean_return']:.2f} over "
+                                 f"{len(plan_result['returns'])} episodes"
+                                 f"{'' if norm is None else f', normalized {norm:.3f}'}\n")
     return EXIT_OK
 
 
@@ -376,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=int, help="stop after this many tokens in total")
     p.add_argument("--max-cost", type=float, help="stop after this many USD")
     p.add_argument("--max-time", type=float, help="stop after this many seconds")
+    p.add_argument("--plan", action="store_true", help="then act in the real env with the best program")
+    p.add_argument("--plan-episodes", type=int, default=3, help="episodes for --plan (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
     p.set_defaults(func=cmd_synthesize)
 

@@ -172,3 +172,14 @@ def test_cli_synthesize_json_contract(tmp_path, capsys):
     assert main(["synthesize", "--env", "CartPole-v1", "--llm", "openai:x@http://127.0.0.1:9/v1", "--out",
                  str(tmp_path / "r")]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+async def test_planner_node_runs_after_the_search(tmp_path, monkeypatch):
+    monkeypatch.setenv("CWM_CACHE_DIR", str(tmp_path / "cache"))
+    async with FakeLLMServer(default=fenced("good")) as server:
+        summary = await synthesize(RunConfig(env="CartPole-v1", llm=f"openai:fake@{server.base_url}", budget=2,
+                                             plan_episodes=1), tmp_path / "run")
+    plan = summary["plan"]
+    assert plan is not None and plan["returns"] and plan["mean_return"] > 100
+    trace = (tmp_path / "run" / "trace.jsonl").read_text(encoding="utf-8")
+    assert '"plan.result"' in trace

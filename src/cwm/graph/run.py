@@ -59,6 +59,7 @@ class RunConfig:
     max_tokens: int | None = None
     max_cost_usd: float | None = None
     max_seconds: float | None = None
+    plan_episodes: int = 0
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
 
 
@@ -120,7 +121,8 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
             agents = AgentDeps(llm=client, sandbox=sandbox, feedback=feedback, heldout=heldout,
                                description=description, params=params, limits=Limits(), run_dir=run_dir)
             deps = SearchDeps(agents=agents, method=cfg.method, seed=cfg.seed, budget=Budget(
-                cfg.budget, cfg.concurrency, cfg.max_tokens, cfg.max_cost_usd, cfg.max_seconds))
+                cfg.budget, cfg.concurrency, cfg.max_tokens, cfg.max_cost_usd, cfg.max_seconds),
+                env_id=cfg.env, plan_episodes=cfg.plan_episodes)
             app = graph.compile(checkpointer=saver)
             config: Any = {"configurable": {"thread_id": THREAD}, "recursion_limit": 4 * cfg.budget + 50}
             snapshot = await app.aget_state(config)
@@ -170,6 +172,7 @@ def _finish(cfg: RunConfig, run_dir: Path, state: dict[str, Any], wall: float) -
         "wall_s": round(wall, 3), "search_s": round(float(state.get("elapsed_s", 0.0)), 3),
         "stop": state.get("stop"), "nodes": len(ctrl.nodes) - 1, "run_dir": str(run_dir),
         "program": str(program_path) if program_path.exists() else None,
+        "plan": state.get("plan"),
     }
     _write_json(run_dir / "summary.json", summary)
     log.info("run.summary", **summary)

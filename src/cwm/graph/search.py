@@ -86,6 +86,7 @@ class SearchState(TypedDict, total=False):
     started: float
     elapsed_s: float
     stop: str | None
+    plan: dict[str, Any] | None
 
 
 class ExpandInput(TypedDict):
@@ -100,6 +101,9 @@ class SearchDeps:
     budget: Budget
     seed: int = 0
     gif: GIFConfig | None = None
+    env_id: str | None = None
+    plan_episodes: int = 0
+    """After the search, act in the real environment with the best program for this many episodes."""
 
 
 def _parent_view(node: Node) -> dict[str, Any]:
@@ -121,7 +125,8 @@ def _stop_reason(state: SearchState, ctrl: Controller, budget: Budget) -> str | 
     return None
 
 
-async def controller(state: SearchState, runtime: Runtime[SearchDeps]) -> Command[Literal["expand", "__end__"]]:
+async def controller(state: SearchState, runtime: Runtime[SearchDeps]
+                     ) -> Command[Literal["expand", "planner", "__end__"]]:
     deps = runtime.context
     t_ctrl = time.perf_counter()
     now = time.time()
@@ -184,7 +189,27 @@ async def controller(state: SearchState, runtime: Runtime[SearchDeps]) -> Comman
     best = ctrl.best_node
     log.info("run.end", stop=stop, calls=calls, best=best.id if best else None,
              accuracy=round(best.score, 6) if best else None)
+    if deps.plan_episodes > 0 and best is not None and best.program and state.get("plan") is None:
+        return Command(update=update, goto="planner")
     return Command(update=update, goto="__end__")
+
+
+async def planner(state: SearchState, runtime: Runtime[SearchDeps]) -> dict[str, Any]:
+    """The planner agent: the best program acts in the real environment (sandboxed, like every program)."""
+    from cwm.planning.agent import PlanConfig, plan
+    from cwm.planning.models import ModelFailed
+
+    deps = runtime.context
+    best = load_controller(state["controller"]).best_node
+    assert best is not None and best.program is not None and deps.env_id is not None
+    cfg = PlanConfig(env=deps.env_id, model="program", episodes=deps.plan_episodes, seed=deps.seed)
+    try:
+        result = await plan(cfg, code=best.program, sandbox=deps.agents.sandbox)
+    except ModelFailed as exc:
+        result = {"error": exc.error.to_json(), "returns": [], "mean_return": None, "normalized_return": None}
+    log.info("plan.result", node=best.id, returns=result.get("returns"), mean_return=result.get("mean_return"),
+             normalized_return=result.get("normalized_return"), error=result.get("error"))
+    return {"plan": result}
 
 
 async def expand(inp: ExpandInput, runtime: Runtime[SearchDeps]) -> dict[str, Any]:
@@ -203,8 +228,10 @@ async def expand(inp: ExpandInput, runtime: Runtime[SearchDeps]) -> dict[str, An
 def build_graph() -> StateGraph[SearchState, SearchDeps, SearchState, SearchState]:
     g: StateGraph[SearchState, SearchDeps, SearchState, SearchState] = StateGraph(
         SearchState, context_schema=SearchDeps)
-    g.add_node("controller", controller, destinations=("expand", END))
+    g.add_node("controller", controller, destinations=("expand", "planner", END))
     g.add_node("expand", expand)  # type: ignore[call-overload]  # a Send payload, not the graph state
+    g.add_node("planner", planner)
     g.add_edge(START, "controller")
     g.add_edge("expand", "controller")
+    g.add_edge("planner", END)
     return g
