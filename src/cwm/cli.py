@@ -328,6 +328,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plan_report(args: argparse.Namespace) -> int:
+    from cwm.planning.agent import split_report
+
+    results = []
+    for path in args.results:
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CwmError(f"cannot read plan result {path!r}: {exc}", hint="pass files written by `cwm plan --json`") \
+                from exc
+        if not isinstance(data, dict) or "env" not in data or "planner" not in data:
+            raise CwmError(f"{path!r} is not a `cwm plan --json` result")
+        results.append(data)
+    report = split_report(results)
+    if args.json:
+        sys.stdout.write(json.dumps(report) + "\n")
+        return EXIT_OK
+    for env, norm in report["per_env"].items():
+        sys.stdout.write(f"{env:28s} {'n/a' if norm is None else f'{norm:.3f}'}\n")
+    for split, mean in report["split_mean"].items():
+        n = report["split_count"][split]
+        sys.stdout.write(f"{split} mean ({n} envs): {'n/a' if mean is None else f'{mean:.3f}'}\n")
+    return EXIT_OK
+
+
 def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sandbox")
     g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "none"], default="auto",
@@ -403,6 +428,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, help="cut episodes at this many steps (default: the env's limit)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("plan-report", help="normalized returns per env and per split from `cwm plan --json` files")
+    p.add_argument("results", nargs="+", help="JSON files written by `cwm plan --json`")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_plan_report)
 
     p = sub.add_parser("ask", help="send one prompt to an LLM provider (check a provider, cache, cassette)")
     p.add_argument("prompt")

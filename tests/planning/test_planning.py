@@ -119,3 +119,23 @@ async def test_box2d_oracle_falls_back_to_replaying_the_seed_and_actions():
             check.step(a)
         total = sum(float(check.step(a)[1]) for a in p)
         assert returns[i] == pytest.approx(total)
+
+
+def test_split_report_averages_defined_normalized_returns(tmp_path, capsys):
+    from cwm.cli import main
+    from cwm.planning.agent import split_report
+
+    results = [{"env": "CartPole-v1", "planner": "mcts", "normalized_return": 1.0},
+               {"env": "Taxi-v3", "planner": "mcts", "normalized_return": 0.5},
+               {"env": "MountainCar-v0", "planner": "mcts", "normalized_return": None},
+               {"env": "Pendulum-v1", "planner": "cem", "normalized_return": 0.2}]
+    rep = split_report(results)
+    assert rep["split_mean"] == {"discrete": pytest.approx(0.75), "continuous": pytest.approx(0.2)}
+    assert rep["split_count"] == {"discrete": 2, "continuous": 1} and rep["per_env"]["MountainCar-v0"] is None
+    files = []
+    for i, r in enumerate(results):
+        f = tmp_path / f"{i}.json"
+        f.write_text(json.dumps(r), encoding="utf-8")
+        files.append(str(f))
+    assert main(["plan-report", *files]) == 0
+    assert "discrete mean (2 envs): 0.750" in capsys.readouterr().out

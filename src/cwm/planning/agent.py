@@ -199,4 +199,19 @@ async def plan(cfg: PlanConfig, *, code: str | None = None, sandbox: Sandbox | N
     return result
 
 
-__all__ = ["CEMConfig", "PlanConfig", "normalized_return", "plan"]
+def split_report(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Normalized returns per environment and their mean per split (discrete, continuous), as in the paper.
+
+    Environments whose normalized return is undefined (no baselines, or oracle = random) are listed but
+    left out of the split means, as the paper leaves out MountainCar and Acrobot."""
+    per_env = {r["env"]: r.get("normalized_return") for r in results}
+    splits: dict[str, list[float]] = {"discrete": [], "continuous": []}
+    for r in results:
+        if r.get("normalized_return") is not None:
+            splits["discrete" if r.get("planner") == "mcts" else "continuous"].append(float(r["normalized_return"]))
+    return {"per_env": per_env,
+            "split_mean": {k: (statistics.fmean(v) if v else None) for k, v in splits.items()},
+            "split_count": {k: len(v) for k, v in splits.items()}}
+
+
+__all__ = ["CEMConfig", "PlanConfig", "normalized_return", "plan", "split_report"]
