@@ -12,6 +12,7 @@ from typing import Any
 
 import structlog
 
+_METHOD_LEVEL = {"warn": "warning", "exception": "error", "critical": "error", "fatal": "error"}
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
 
@@ -40,8 +41,7 @@ class _TraceFile:
         if self._fh is not None:
             self._fh.write(json.dumps(event, default=str, ensure_ascii=False) + "\n")
             self._fh.flush()
-        if _LEVELS.get(method.replace("warn", "warning").replace("warninging", "warning"), logging.INFO) \
-                < self.console_level:
+        if _LEVELS.get(_METHOD_LEVEL.get(method, method), logging.INFO) < self.console_level:
             raise structlog.DropEvent
         return event
 

@@ -47,7 +47,8 @@ class CollectConfig:
     lookahead_rollouts: int = 2
 
 
-def _kinds(env: Any) -> tuple[str, Any, str]:
+def space_kinds(env: Any) -> tuple[str, Any, str]:
+    """(state kind, state dtype, action kind) of an env's spaces, as cwm datasets and the sandbox use them."""
     from gymnasium import spaces
 
     dtype: Any
@@ -132,7 +133,7 @@ def collect(env_id: str, cfg: CollectConfig | None = None,
         raise CwmError("--trajectories and --max-steps must be at least 1")
     env: Any = make_env(env_id)
     u = env.unwrapped
-    state_kind, sdtype, action_kind = _kinds(env)
+    state_kind, sdtype, action_kind = space_kinds(env)
     snap = Snapshotter(u)
     policy = cfg.policy
     if policy == "spread" and not snap.supported:

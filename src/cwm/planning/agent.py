@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from cwm.agents.llm.cache import cache_root
 from cwm.envs.registry import benchmark_env, make_env
 from cwm.errors import CwmError
 from cwm.planning.cem import PRESETS, CEMConfig, CEMPlanner
@@ -49,19 +49,15 @@ class PlanConfig:
 
 
 def baseline_dir() -> Path:
-    root = os.environ.get("CWM_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cwm")
-    return Path(root) / "baselines"
+    return cache_root() / "baselines"
 
 
 def _baseline_file(cfg: PlanConfig, discrete: bool, which: str) -> Path:
-    key = json.dumps(cfg.planner_key(discrete), sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    # the random policy does not depend on the planner: key it by env, episodes, seed and length only
+    key: Any = [cfg.env, cfg.episodes, cfg.seed, cfg.max_steps] if which == "random" else cfg.planner_key(discrete)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     bench = benchmark_env(cfg.env)
     name = (bench.name if bench is not None else cfg.env).replace("/", "_")
-    # the random policy does not depend on the planner: key it by env, episodes, seed and length only
-    if which == "random":
-        digest = hashlib.sha256(json.dumps([cfg.env, cfg.episodes, cfg.seed, cfg.max_steps]).encode()).hexdigest()[:16]
     return baseline_dir() / f"{name}-{which}-{digest}.json"
 
 
@@ -83,9 +79,9 @@ def resolve_program(model: str) -> Path:
 
 
 def _io_spec(env: Any) -> tuple[IOSpec, int | None]:
-    from cwm.envs.collect import _kinds
+    from cwm.envs.collect import space_kinds
 
-    state_kind, dtype, action_kind = _kinds(env)
+    state_kind, dtype, action_kind = space_kinds(env)
     n = int(env.action_space.n) if action_kind == "int" else None
     return IOSpec(state_kind, str(np.dtype(dtype)), action_kind, "int64" if action_kind == "int" else "float64"), n
 

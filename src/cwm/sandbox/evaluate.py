@@ -49,9 +49,6 @@ class ScoreReport:
             "timings": {k: round(v, 6) for k, v in self.timings.items()}, "output": self.output,
         }
 
-    def first_failure(self) -> dict[str, Any] | None:
-        return self.failures[0] if self.failures else None
-
 
 def io_spec(ds: Dataset) -> IOSpec:
     return IOSpec(ds.state_kind, str(ds.state.dtype), ds.action_kind, str(ds.action.dtype))

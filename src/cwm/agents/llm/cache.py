@@ -33,10 +33,15 @@ def call_key(spec: ProviderSpec, messages: list[Message], params: SamplingParams
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def default_cache_dir() -> Path:
+def cache_root() -> Path:
+    """cwm's cache directory: $CWM_CACHE_DIR, else $XDG_CACHE_HOME/cwm, else ~/.cache/cwm."""
     root = os.environ.get("CWM_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cwm")
-    return Path(root) / "llm"
+    return Path(root)
+
+
+def default_cache_dir() -> Path:
+    return cache_root() / "llm"
 
 
 class ResponseCache:
