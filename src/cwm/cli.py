@@ -368,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      "with LLM-written environment models.")
     parser.add_argument("--version", action="version", version=f"cwm {__version__}")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="auto", choices=["auto", "console", "json"],
+                        help="events on stderr: console for people, json lines for log pipelines "
+                             "(auto: console on a terminal, json otherwise)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="score a Code World Model program against recorded transitions")
@@ -464,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from cwm.tracing import configure
 
-    configure(args.log_level)
+    configure(args.log_level, fmt=args.log_format)
     try:
         code: int = args.func(args)
         return code
