@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cwm import __version__
+from cwm import cli_args as A
 from cwm.errors import CwmError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -101,6 +102,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535 (got {value})")
+    return value
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cwm.service.serve import serve
+
+    serve(args.host, args.port, Path(args.data), max_runs=args.max_runs, llm=args.llm,
+          allow_llm=tuple(args.allow_llm))
+    return EXIT_OK
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from cwm.sandbox import Sandbox
 
@@ -170,14 +196,18 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 def add_llm_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LLM")
-    g.add_argument("--llm", default="local", metavar="PROVIDER",
+    g.add_argument("--llm", type=A.llm_provider, default="local", metavar="PROVIDER",
                    help="openai:MODEL, anthropic:MODEL, ollama:MODEL, vllm:MODEL, openai:MODEL@URL, local (default)")
-    g.add_argument("--concurrency", type=int, default=8, help="concurrent calls to the provider")
-    g.add_argument("--cache-dir", help="response cache directory (default ~/.cache/cwm/llm; CWM_CACHE_DIR)")
+    g.add_argument("--concurrency", type=A.positive_int, default=8, help="concurrent calls to the provider")
+    g.add_argument("--cache-dir", type=A.writable_dir,
+                   help="response cache directory (default ~/.cache/cwm/llm; CWM_CACHE_DIR)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
-    g.add_argument("--record", metavar="CASSETTE", help="record every call into this JSON-lines cassette")
-    g.add_argument("--replay", metavar="CASSETTE", help="answer every call from this cassette, offline")
-    g.add_argument("--prices", metavar="JSON", help='price table {"model-prefix": [usd_in, usd_out] per 1M tokens}')
+    g.add_argument("--record", type=A.writable_file, metavar="CASSETTE",
+                   help="record every call into this JSON-lines cassette")
+    g.add_argument("--replay", type=A.readable_file, metavar="CASSETTE",
+                   help="answer every call from this cassette, offline")
+    g.add_argument("--prices", type=A.readable_file, metavar="JSON",
+                   help='price table {"model-prefix": [usd_in, usd_out] per 1M tokens}')
     g.add_argument("--stream", action="store_true", help="stream responses (server-sent events)")
 
 
@@ -357,14 +387,14 @@ def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sandbox")
     g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "none"], default="auto",
                    help="how to start the fork-server (default: the strongest available)")
-    g.add_argument("--memory-mb", type=int, default=2048, help="address-space limit per program")
-    g.add_argument("--load-timeout", type=float, default=10.0, help="seconds to import and construct")
-    g.add_argument("--preload", action="append", default=[], metavar="MODULE",
+    g.add_argument("--memory-mb", type=A.positive_int, default=2048, help="address-space limit per program")
+    g.add_argument("--load-timeout", type=A.positive_float, default=10.0, help="seconds to import and construct")
+    g.add_argument("--preload", type=A.module_name, action="append", default=[], metavar="MODULE",
                    help="module the fork-server imports once (e.g. gymnasium), repeatable")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cwm", description="Code World Models: write, score and plan "
+    parser = A.CliParser(prog="cwm", description="Code World Models: write, score and plan "
                                      "with LLM-written environment models.")
     parser.add_argument("--version", action="version", version=f"cwm {__version__}")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
@@ -374,12 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="score a Code World Model program against recorded transitions")
-    p.add_argument("program", help="Python file defining class Environment (set_state, step)")
-    p.add_argument("--env", required=True, help="CWMB name (e.g. CartPole-v1) or any gymnasium id")
-    p.add_argument("--dataset", help="cwm dataset (.npz); default: the benchmark's bundled one")
+    p.add_argument("program", type=A.readable_file, help="Python file defining class Environment (set_state, step)")
+    p.add_argument("--env", type=A.env_id, required=True, help="CWMB name (e.g. CartPole-v1) or any gymnasium id")
+    p.add_argument("--dataset", type=A.readable_file, help="cwm dataset (.npz); default: the benchmark's bundled one")
     p.add_argument("--metric", choices=["cwm", "official"], default="cwm",
                    help="cwm: paper accuracy without the official ceilings; official: the paper's numbers")
-    p.add_argument("--max-failures", type=int, default=5, help="failures to show (default 5)")
+    p.add_argument("--max-failures", type=A.non_negative_int, default=5, help="failures to show (default 5)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
     _add_sandbox_flags(p)
     p.set_defaults(func=cmd_check)
@@ -389,82 +419,116 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox_flags(p)
     p.set_defaults(func=cmd_doctor)
 
+    p = sub.add_parser("serve", help="run the long-lived agent: an HTTP API, live traces and a web page")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (non-loopback requires the bearer token)")
+    p.add_argument("--port", type=_port, default=8765)
+    p.add_argument("--data", default="cwm-data", help="directory for the SQLite store, datasets and runs")
+    p.add_argument("--max-runs", type=_positive_int, default=2, help="searches running at once")
+    p.add_argument("--llm", default="local", help="default provider of run requests")
+    p.add_argument("--allow-llm", action="append", default=[], metavar="PROVIDER|URL-PREFIX",
+                   help="providers or base-URL prefixes a run request may name (repeatable; always allowed: "
+                        "--llm and http://127.0.0.1:)")
+    p.set_defaults(func=cmd_serve)
+
     p = sub.add_parser("envs", help="list the benchmark environments and their gymnasium ids")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_envs)
 
     p = sub.add_parser("describe", help="print the description of an environment used in prompts")
-    p.add_argument("env")
-    p.add_argument("--description", help="file with a description for a custom environment")
+    p.add_argument("env", type=A.non_empty_text)
+    p.add_argument("--description", type=A.readable_file, help="file with a description for a custom environment")
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("synthesize", help="search for a Code World Model with an LLM (GIF-MCTS or a baseline)")
-    p.add_argument("--env", help="CWMB name or gymnasium id")
-    p.add_argument("--llm", default="local", metavar="PROVIDER", help="as for `cwm ask` (default: local)")
-    p.add_argument("--budget", type=int, default=10, help="LLM calls the search may make (default 10)")
-    p.add_argument("--concurrency", type=int, default=1, help="expansions in flight at once (default 1)")
+    p.add_argument("--env", type=A.env_id, help="CWMB name or gymnasium id")
+    p.add_argument("--llm", type=A.llm_provider, default="local", metavar="PROVIDER",
+                   help="as for `cwm ask` (default: local)")
+    p.add_argument("--budget", type=A.positive_int, default=10, help="LLM calls the search may make (default 10)")
+    p.add_argument("--concurrency", type=A.positive_int, default=1, help="expansions in flight at once (default 1)")
     p.add_argument("--method", choices=["gif-mcts", "worldcoder", "best-of-n"], default="gif-mcts")
-    p.add_argument("--out", help="run directory (default runs/ENV-METHOD-TIME)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run that was interrupted")
-    p.add_argument("--dataset", help="cwm dataset (.npz) for a custom environment")
-    p.add_argument("--description", help="description file for a custom environment")
-    p.add_argument("--heldout", type=float, default=0.2, help="fraction of trajectories never shown (0.2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=1500)
-    p.add_argument("--max-tokens", type=int, help="stop after this many tokens in total")
-    p.add_argument("--max-cost", type=float, help="stop after this many USD")
-    p.add_argument("--max-time", type=float, help="stop after this many seconds")
+    p.add_argument("--out", type=A.writable_dir, help="run directory (default runs/ENV-METHOD-TIME)")
+    p.add_argument("--resume", type=A.existing_dir, metavar="RUN_DIR", help="continue a run that was interrupted")
+    p.add_argument("--dataset", type=A.readable_file, help="cwm dataset (.npz) for a custom environment")
+    p.add_argument("--description", type=A.readable_file, help="description file for a custom environment")
+    p.add_argument("--heldout", type=A.float_range(0, 1, high_open=True), default=0.2,
+                   help="fraction of trajectories never shown (0.2)")
+    p.add_argument("--seed", type=A.non_negative_int, default=0)
+    p.add_argument("--temperature", type=A.temperature, default=1.0)
+    p.add_argument("--max-new-tokens", type=A.positive_int, default=1500)
+    p.add_argument("--max-tokens", type=A.positive_int, help="stop after this many tokens in total")
+    p.add_argument("--max-cost", type=A.positive_float, help="stop after this many USD")
+    p.add_argument("--max-time", type=A.positive_float, help="stop after this many seconds")
     p.add_argument("--plan", action="store_true", help="then act in the real env with the best program")
-    p.add_argument("--plan-episodes", type=int, default=3, help="episodes for --plan (default 3)")
+    p.add_argument("--plan-episodes", type=A.positive_int, default=3, help="episodes for --plan (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
+    A.add_check(p, A.required_unless("env", "resume"))
     p.set_defaults(func=cmd_synthesize)
 
     p = sub.add_parser("plan", help="act in the real environment with a Code World Model (or the baselines)")
-    p.add_argument("--env", required=True)
-    p.add_argument("--model", required=True, help="program file, run directory, 'oracle' or 'random'")
-    p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env", type=A.env_id, required=True)
+    p.add_argument("--model", type=A.plan_model, required=True,
+                   help="program file, run directory, 'oracle' or 'random'")
+    p.add_argument("--episodes", type=A.positive_int, default=10)
+    p.add_argument("--seed", type=A.non_negative_int, default=0)
     p.add_argument("--cem", choices=["mpc", "paper"], default="mpc",
                    help="continuous actions: receding-horizon CEM (default) or the paper's open-loop CEM")
-    p.add_argument("--simulations", type=int, default=25, help="MCTS simulations per step (discrete actions)")
-    p.add_argument("--max-steps", type=int, help="cut episodes at this many steps (default: the env's limit)")
+    p.add_argument("--simulations", type=A.positive_int, default=25,
+                   help="MCTS simulations per step (discrete actions)")
+    p.add_argument("--max-steps", type=A.positive_int,
+                   help="cut episodes at this many steps (default: the env's limit)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("plan-report", help="normalized returns per env and per split from `cwm plan --json` files")
-    p.add_argument("results", nargs="+", help="JSON files written by `cwm plan --json`")
+    p.add_argument("results", type=A.readable_file, nargs="+", help="JSON files written by `cwm plan --json`")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_plan_report)
 
     p = sub.add_parser("ask", help="send one prompt to an LLM provider (check a provider, cache, cassette)")
-    p.add_argument("prompt")
+    p.add_argument("prompt", type=A.non_empty_text)
     p.add_argument("--system", help="system message")
-    p.add_argument("-k", type=int, default=1, help="samples, sent as k concurrent calls")
-    p.add_argument("--temperature", type=float, default=0.6)
-    p.add_argument("--top-p", type=float, default=0.8)
-    p.add_argument("--max-tokens", type=int, default=512)
+    p.add_argument("-k", type=A.positive_int, default=1, help="samples, sent as k concurrent calls")
+    p.add_argument("--temperature", type=A.temperature, default=0.6)
+    p.add_argument("--top-p", type=A.float_range(0, 1, low_open=True), default=0.8)
+    p.add_argument("--max-tokens", type=A.positive_int, default=512)
     p.add_argument("--json", action="store_true")
     add_llm_flags(p)
+    A.add_check(p, A.exclusive("record", "replay"))
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("collect", help="record a dataset for any gymnasium environment")
-    p.add_argument("env", help="CWMB name or gymnasium id")
-    p.add_argument("--out", help="output .npz (default: ENV.npz)")
-    p.add_argument("--trajectories", type=int, default=10)
-    p.add_argument("--max-steps", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("env", type=A.env_id, help="CWMB name or gymnasium id")
+    p.add_argument("--out", type=A.dataset_out, help="output .npz (default: ENV.npz)")
+    p.add_argument("--trajectories", type=A.positive_int, default=10)
+    p.add_argument("--max-steps", type=A.positive_int, default=100)
+    p.add_argument("--seed", type=A.non_negative_int, default=0)
     p.add_argument("--policy", choices=["spread", "random"], default="spread",
                    help="spread: random to competent (the paper's protocol); random: uniform actions")
-    p.add_argument("--cem-samples", type=int, default=1000, help="CEM samples per iteration (continuous)")
-    p.add_argument("--cem-elites", type=int, default=100)
+    p.add_argument("--cem-samples", type=A.positive_int, default=1000, help="CEM samples per iteration (continuous)")
+    p.add_argument("--cem-elites", type=A.positive_int, default=100)
+    A.add_check(p, A.at_most("cem_elites", "cem_samples"))
     p.set_defaults(func=cmd_collect)
     return parser
 
 
+def _usage_error(exc: CwmError, as_json: bool) -> int:
+    """Bad input: one line on stderr and, when JSON was asked for, one JSON object on stdout; exit 2."""
+    prog = exc.prog if isinstance(exc, A.UsageError) else "cwm"
+    line = " ".join(f"{prog}: error: {exc}".split())
+    sys.stderr.write(line + "\n")
+    if as_json:
+        sys.stdout.write(json.dumps({"error": {"kind": "bad-input", "message": str(exc)}}) + "\n")
+    return EXIT_USAGE
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+        A.run_checks(args)
+    except CwmError as exc:
+        return _usage_error(exc, A.wants_json(argv))
     from cwm.tracing import configure
 
     configure(args.log_level, fmt=args.log_format)
@@ -472,8 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except CwmError as exc:
-        sys.stderr.write(f"cwm: error: {exc}\n")
-        return EXIT_USAGE
+        return _usage_error(exc, A.wants_json(argv, args))
     except KeyboardInterrupt:
         sys.stderr.write("cwm: interrupted\n")
         return 130

@@ -1,0 +1,501 @@
+"""``cwm serve``: the long-lived agent as an aiohttp application.
+
+One process hosts many runs (each with its own trace sink, LLM cache and sandbox), persists them in SQLite
+under the data directory, and exposes them over a small JSON API, Server-Sent Events of every run's trace,
+Prometheus metrics and a static web page. Everything a request can name that would spend money or reach
+the network (the LLM provider and its base URL) is checked against an allow-list fixed at start-up, so a
+request cannot send the server's API keys to a host of its choosing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import BodyPartReader, web
+
+from cwm import __version__
+from cwm.errors import CwmError
+from cwm.service.events import end_event, format_sse, parse_last_event_id, trace_events
+from cwm.service.openapi import openapi_document
+from cwm.service.runs import RunManager, RunRequest
+from cwm.service.store import FINISHED, EnvRecord, Store
+
+log = structlog.get_logger("cwm.service")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+MAX_DESCRIPTION = 64_000
+MAX_PROGRAM = 1_000_000
+LOOPBACK_URLS = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class ServiceConfig:
+    data: Path
+    default_llm: str = "local"
+    max_runs: int = 2
+    allow_llm: tuple[str, ...] = ()
+    """Provider names (``openai``), exact provider strings, or base-URL prefixes a run may use."""
+    token: str | None = None
+    """Bearer token every request must carry (set when binding a non-loopback address)."""
+    max_upload_mb: int = 64
+    max_plan_episodes: int = 20
+    started: float = field(default_factory=time.time)
+
+    def llm_allowed(self, llm: str) -> bool:
+        from cwm.agents.llm.spec import parse_provider
+
+        spec = parse_provider(llm)
+        explicit_url = "@" in llm
+        for rule in (*self.allow_llm, self.default_llm, *LOOPBACK_URLS):
+            if rule.startswith(("http://", "https://")):
+                if spec.base_url and explicit_url and spec.base_url.startswith(rule):
+                    return True
+            elif llm == rule or (not explicit_url and spec.name == rule) or (spec.api == "local" and rule == "local"):
+                return True
+        return False
+
+
+def _error(status: int, message: str, hint: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if hint:
+        body["hint"] = hint
+    return web.json_response(body, status=status)
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes a JSON error that says what to fix; no traceback ever reaches a client."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason if exc.text is None or exc.text.startswith(str(exc.status))
+                      else exc.text)
+    except CwmError as exc:
+        return _error(400, str(exc))
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("service.request_failed", path=request.path)
+        return _error(500, "internal error; the server log has the details")
+
+
+def _auth(token: str | None) -> Any:
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if token is None or request.path == "/healthz":
+            return await handler(request)
+        given = request.headers.get("Authorization", "")
+        supplied = given[7:] if given.startswith("Bearer ") else request.query.get("token", "")
+        if not hmac.compare_digest(supplied.encode(), token.encode()):
+            return _error(401, "missing or wrong bearer token",
+                          hint="send 'Authorization: Bearer TOKEN' (the token printed at first start)")
+        return await handler(request)
+
+    return check
+
+
+class Service:
+    def __init__(self, cfg: ServiceConfig) -> None:
+        self.cfg = cfg
+        cfg.data.mkdir(parents=True, exist_ok=True)
+        self.store = Store(cfg.data / "service.sqlite")
+        self.runs = RunManager(self.store, cfg.data, cfg.max_runs)
+        self._collections: set[asyncio.Task[None]] = set()
+        self.requests = 0
+
+    # ---------- helpers
+    async def _json(self, request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise web.HTTPBadRequest(text=f"the body is not JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise web.HTTPBadRequest(text="the body must be a JSON object")
+        return body
+
+    def _env(self, env_id: str) -> EnvRecord:
+        env = self.store.get_env(env_id)
+        if env is None:
+            raise web.HTTPNotFound(text=f"no environment {env_id!r}; register it with POST /v1/envs")
+        return env
+
+    def _run(self, run_id: str) -> Any:
+        rec = self.store.get_run(run_id)
+        if rec is None:
+            raise web.HTTPNotFound(text=f"no run {run_id!r}")
+        return rec
+
+    # ---------- environments
+    async def post_env(self, request: web.Request) -> web.Response:
+        if request.content_type.startswith("multipart/"):
+            return await self._upload_env(request)
+        body = await self._json(request)
+        gym_id = body.get("gym_id")
+        if not isinstance(gym_id, str) or not gym_id:
+            raise web.HTTPBadRequest(text="'gym_id' (a gymnasium id such as 'FrozenLake-v1') is required; "
+                                          "or upload a cwm-dataset .npz as multipart field 'dataset'")
+        kwargs = body.get("env_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise web.HTTPBadRequest(text="'env_kwargs' must be a JSON object")
+        description = _description(body.get("description"))
+        from cwm.envs.dataset import bundled_path
+        from cwm.envs.registry import resolve_gym_id
+
+        await asyncio.to_thread(resolve_gym_id, gym_id)  # unknown ids fail here with a did-you-mean
+        env_id = _new_id(body.get("name"), gym_id)
+        env_dir = self.cfg.data / "envs" / env_id
+        env_dir.mkdir(parents=True, exist_ok=True)
+        desc_path = _write_description(env_dir, description)
+        bundled = bundled_path(gym_id) if not kwargs else None
+        if bundled is not None:
+            from cwm.envs.dataset import load
+
+            ds = load(bundled)
+            rec = EnvRecord(env_id, gym_id, kwargs, "ready", str(bundled), desc_path, transitions=len(ds))
+            self.store.put_env(rec)
+            return web.json_response(rec.to_json(), status=201)
+        rec = EnvRecord(env_id, gym_id, kwargs, "collecting", None, desc_path)
+        self.store.put_env(rec)
+        trajectories = _int(body, "trajectories", 10, 1, 100)
+        max_steps = _int(body, "max_steps", 100, 1, 1000)
+        task = asyncio.create_task(self._collect(rec, env_dir, trajectories, max_steps))
+        self._collections.add(task)
+        task.add_done_callback(self._collections.discard)
+        return web.json_response(rec.to_json(), status=202)
+
+    async def _collect(self, rec: EnvRecord, env_dir: Path, trajectories: int, max_steps: int) -> None:
+        from cwm.envs.collect import CollectConfig, collect
+
+        try:
+            cfg = CollectConfig(trajectories=trajectories, max_steps=max_steps)
+            ds = await asyncio.to_thread(_collect_with_kwargs, collect, rec.gym_id or rec.id, cfg, rec.env_kwargs)
+            path = env_dir / "dataset.npz"
+            await asyncio.to_thread(ds.save, path)
+            rec.status, rec.dataset, rec.transitions = "ready", str(path), len(ds)
+        except Exception as exc:  # collection runs arbitrary environment code; report, never crash
+            rec.status, rec.error = "failed", f"{type(exc).__name__}: {exc}"
+        self.store.put_env(rec)
+
+    async def _upload_env(self, request: web.Request) -> web.Response:
+        from cwm.envs.dataset import load
+
+        fields: dict[str, bytes] = {}
+        reader = await request.multipart()
+        limit = self.cfg.max_upload_mb * 1024 * 1024
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                if len(data) > limit:
+                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+            fields[part.name] = bytes(data)
+        if "dataset" not in fields:
+            raise web.HTTPBadRequest(text="multipart field 'dataset' (a cwm-dataset .npz) is required")
+        if "description" not in fields:
+            raise web.HTTPBadRequest(text="multipart field 'description' is required for an uploaded dataset: "
+                                          "describe the state, action, reward and episode end")
+        description = _description(fields["description"].decode("utf-8", errors="replace"))
+        name = fields.get("name", b"uploaded").decode("utf-8", errors="replace")
+        env_id = _new_id(name, name)
+        env_dir = self.cfg.data / "envs" / env_id
+        env_dir.mkdir(parents=True, exist_ok=True)
+        path = env_dir / "dataset.npz"
+        path.write_bytes(fields["dataset"])
+        try:
+            ds = await asyncio.to_thread(load, path)  # allow_pickle=False, shape and dtype checks
+        except CwmError as exc:
+            path.unlink(missing_ok=True)
+            raise web.HTTPBadRequest(text=f"the uploaded dataset is not a valid cwm-dataset: {exc}") from exc
+        gym_id = fields.get("gym_id", b"").decode() or None
+        rec = EnvRecord(env_id, gym_id, {}, "ready", str(path), _write_description(env_dir, description),
+                        transitions=len(ds))
+        self.store.put_env(rec)
+        return web.json_response(rec.to_json(), status=201)
+
+    async def list_envs(self, request: web.Request) -> web.Response:
+        return web.json_response({"envs": [e.to_json() for e in self.store.list_envs()]})
+
+    async def get_env(self, request: web.Request) -> web.Response:
+        return web.json_response(self._env(request.match_info["id"]).to_json())
+
+    # ---------- runs
+    async def post_run(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        env = self._env(str(body.get("env", "")))
+        if env.status != "ready":
+            raise web.HTTPConflict(text=f"environment {env.id!r} is {env.status}; runs need status ready")
+        llm = body.get("llm", self.cfg.default_llm)
+        if not isinstance(llm, str) or not llm:
+            raise web.HTTPBadRequest(text="'llm' must be a provider string such as 'openai:gpt-4o'")
+        if not self.cfg.llm_allowed(llm):
+            raise web.HTTPForbidden(text=f"provider {llm!r} is not on this server's allow-list; the operator "
+                                         "adds it with --allow-llm PROVIDER|URL-PREFIX")
+        method = body.get("method", "gif-mcts")
+        from cwm.graph.search import METHODS
+
+        if method not in METHODS:
+            raise web.HTTPBadRequest(text=f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        plan = body.get("plan", False)
+        if plan is not False and (isinstance(plan, bool) or not isinstance(plan, int) or not
+                                  1 <= plan <= self.cfg.max_plan_episodes):
+            raise web.HTTPBadRequest(text=f"'plan' must be false or a number of episodes in "
+                                          f"1..{self.cfg.max_plan_episodes}")
+        if plan and env.gym_id is None:
+            raise web.HTTPBadRequest(text="'plan' needs an environment registered by gym_id: an uploaded "
+                                          "dataset has no simulator to act in")
+        req = RunRequest(env=env.id, llm=llm, budget=_int(body, "budget", 10, 1, 500), method=str(method),
+                         concurrency=_int(body, "concurrency", 1, 1, 32), plan=int(plan or 0),
+                         seed=_int(body, "seed", 0, 0, 2**31 - 1))
+        rec = self.runs.submit(req, env)
+        return web.json_response({"id": rec.id, "status": rec.status}, status=202)
+
+    async def list_runs(self, request: web.Request) -> web.Response:
+        return web.json_response({"runs": [r.to_json() for r in self.store.list_runs()]})
+
+    async def get_run(self, request: web.Request) -> web.Response:
+        return web.json_response(self._run(request.match_info["id"]).to_json())
+
+    async def get_program(self, request: web.Request) -> web.Response:
+        rec = self._run(request.match_info["id"])
+        path = Path(rec.run_dir) / "best_program.py"
+        if not path.exists():
+            raise web.HTTPNotFound(text=f"run {rec.id} has no program yet (status {rec.status})")
+        return web.Response(text=path.read_text(encoding="utf-8"), content_type="text/x-python")
+
+    async def get_tree(self, request: web.Request) -> web.Response:
+        rec = self._run(request.match_info["id"])
+        path = Path(rec.run_dir) / "tree.json"
+        if not path.exists():
+            return web.json_response({"nodes": []})
+        return web.Response(text=path.read_text(encoding="utf-8"), content_type="application/json")
+
+    async def delete_run(self, request: web.Request) -> web.Response:
+        rec = self.runs.cancel(request.match_info["id"])
+        if rec is None:
+            raise web.HTTPNotFound(text=f"no run {request.match_info['id']!r}")
+        return web.json_response({"id": rec.id, "status": rec.status})
+
+    async def run_events(self, request: web.Request) -> web.StreamResponse:
+        rec = self._run(request.match_info["id"])
+        after = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        run_id = rec.id
+
+        def finished() -> bool:
+            current = self.store.get_run(run_id)
+            return current is None or current.status in FINISHED
+
+        trace = Path(rec.run_dir) / "trace.jsonl"
+        async for line_no, data in trace_events(trace, after, finished):
+            await resp.write(format_sse(line_no, data))
+        final = self.store.get_run(run_id)
+        await resp.write(end_event(final.status if final else "unknown"))
+        await resp.write_eof()
+        return resp
+
+    # ---------- one-shot tools
+    async def post_check(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        env = self._env(str(body.get("env", "")))
+        program = _program(body)
+        from cwm.envs.dataset import load
+        from cwm.sandbox import check_program
+
+        if env.dataset is None:
+            raise web.HTTPConflict(text=f"environment {env.id!r} is {env.status}; it has no data yet")
+        ds = await asyncio.to_thread(load, env.dataset)
+        report = await check_program(program, ds, max_failures=_int(body, "max_failures", 5, 0, 100))
+        return web.json_response(report.to_json())
+
+    async def post_plan(self, request: web.Request) -> web.Response:
+        body = await self._json(request)
+        env = self._env(str(body.get("env", "")))
+        if env.gym_id is None:
+            raise web.HTTPBadRequest(text="planning needs an environment registered by gym_id")
+        if "run" in body:
+            run_path = Path(self._run(str(body["run"])).run_dir) / "best_program.py"
+            if not run_path.exists():
+                raise web.HTTPConflict(text="that run has no program yet")
+            program = run_path.read_text(encoding="utf-8")
+        else:
+            program = _program(body)
+        from cwm.planning.agent import PlanConfig, plan
+
+        cfg = PlanConfig(env=env.gym_id, model="program",
+                         episodes=_int(body, "episodes", 3, 1, self.cfg.max_plan_episodes),
+                         seed=_int(body, "seed", 0, 0, 2**31 - 1))
+        result = await plan(cfg, code=program)
+        return web.json_response(result)
+
+    # ---------- operations
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "version": __version__})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        counts = self.store.count_runs()
+        calls = tokens = 0
+        cost = 0.0
+        for rec in self.store.list_runs():
+            s = rec.summary or {}
+            p = s.get("progress", {}) if rec.status == "running" else s
+            calls += int(p.get("llm_calls", p.get("calls", 0)) or 0)
+            tokens += int(p.get("tokens", 0) or 0)
+            cost += float(p.get("cost_usd", 0.0) or 0.0)
+        lines = ["# HELP cwm_runs Runs by state.", "# TYPE cwm_runs gauge"]
+        lines += [f'cwm_runs{{state="{k}"}} {v}' for k, v in counts.items()]
+        lines += ["# HELP cwm_queue_depth Runs waiting for a slot.", "# TYPE cwm_queue_depth gauge",
+                  f"cwm_queue_depth {counts['queued']}",
+                  "# HELP cwm_llm_calls_total Paid LLM calls of all runs.", "# TYPE cwm_llm_calls_total counter",
+                  f"cwm_llm_calls_total {calls}",
+                  "# HELP cwm_llm_tokens_total LLM tokens of all runs.", "# TYPE cwm_llm_tokens_total counter",
+                  f"cwm_llm_tokens_total {tokens}",
+                  "# HELP cwm_llm_cost_usd_total LLM cost of all runs.", "# TYPE cwm_llm_cost_usd_total counter",
+                  f"cwm_llm_cost_usd_total {cost:.6f}",
+                  "# HELP cwm_http_requests_total Requests served.", "# TYPE cwm_http_requests_total counter",
+                  f"cwm_http_requests_total {self.requests}",
+                  "# HELP cwm_envs Registered environments.", "# TYPE cwm_envs gauge",
+                  f"cwm_envs {len(self.store.list_envs())}"]
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain", charset="utf-8",
+                            headers={"X-Content-Type-Options": "nosniff"})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.json_response(openapi_document(__version__))
+
+    async def index(self, request: web.Request) -> web.FileResponse:
+        return web.FileResponse(_static() / "index.html")
+
+    @web.middleware
+    async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        self.requests += 1
+        return await handler(request)
+
+    # ---------- lifecycle
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.cfg.max_upload_mb * 1024 * 1024 + 65536,
+                              middlewares=[self._count, _errors, _auth(self.cfg.token)])
+        app.add_routes([
+            web.get("/", self.index),
+            web.get("/healthz", self.healthz),
+            web.get("/metrics", self.metrics),
+            web.get("/openapi.json", self.openapi),
+            web.post("/v1/envs", self.post_env),
+            web.get("/v1/envs", self.list_envs),
+            web.get("/v1/envs/{id}", self.get_env),
+            web.post("/v1/runs", self.post_run),
+            web.get("/v1/runs", self.list_runs),
+            web.get("/v1/runs/{id}", self.get_run),
+            web.delete("/v1/runs/{id}", self.delete_run),
+            web.get("/v1/runs/{id}/program", self.get_program),
+            web.get("/v1/runs/{id}/tree", self.get_tree),
+            web.get("/v1/runs/{id}/events", self.run_events),
+            web.post("/v1/check", self.post_check),
+            web.post("/v1/plan", self.post_plan),
+        ])
+        app.router.add_static("/static/", _static())
+        app.on_startup.append(self._startup)
+        app.on_shutdown.append(self._shutdown)
+        return app
+
+    async def _startup(self, app: web.Application) -> None:
+        n = self.runs.recover()
+        if n:
+            log.info("service.recovered_runs", runs=n)
+        for env in self.store.list_envs():  # a collection cut by a restart is started again
+            if env.status == "collecting":
+                env.status, env.error = "failed", "the server stopped during collection; register it again"
+                self.store.put_env(env)
+
+    async def _shutdown(self, app: web.Application) -> None:
+        await self.runs.drain()
+        for t in list(self._collections):
+            t.cancel()
+        from cwm.agents.llm import close_shared_session
+
+        await close_shared_session()
+        self.store.close()
+
+
+def _static() -> Path:
+    return Path(str(resources.files("cwm.service") / "static"))
+
+
+def _int(body: dict[str, Any], key: str, default: int, lo: int, hi: int) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f"'{key}' must be an integer in {lo}..{hi} (got {value!r})")
+    return value
+
+
+def _description(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise web.HTTPBadRequest(text="'description' must be non-empty text")
+    if len(value) > MAX_DESCRIPTION:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_DESCRIPTION, actual_size=len(value))
+    return value
+
+
+def _write_description(env_dir: Path, description: str | None) -> str | None:
+    if description is None:
+        return None
+    path = env_dir / "description.md"
+    path.write_text(description, encoding="utf-8")
+    return str(path)
+
+
+def _program(body: dict[str, Any]) -> str:
+    program = body.get("program")
+    if not isinstance(program, str) or "class Environment" not in program:
+        raise web.HTTPBadRequest(text="'program' must be Python source defining class Environment")
+    if len(program) > MAX_PROGRAM:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_PROGRAM, actual_size=len(program))
+    return program
+
+
+def _new_id(name: Any, fallback: str) -> str:
+    base = name if isinstance(name, str) and _ID.match(name) else re.sub(r"[^A-Za-z0-9_.-]", "-", fallback)[:40]
+    return f"{base}-{uuid.uuid4().hex[:6]}"
+
+
+def _collect_with_kwargs(collect: Any, gym_id: str, cfg: Any, kwargs: dict[str, Any]) -> Any:
+    if kwargs:
+        return collect(gym_id, cfg, progress=None, env_kwargs=kwargs)
+    return collect(gym_id, cfg, progress=None)
+
+
+def load_or_create_token(data: Path) -> tuple[str, bool]:
+    """The server's bearer token (mode 0600 in the data directory); True when it was just created."""
+    path = data / "token"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip(), False
+    data.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(32)
+    fd = os.open(str(path), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    return token, True
+
+
+def is_loopback(host: str) -> bool:
+    return host in ("127.0.0.1", "::1", "localhost") or host.startswith("127.")
+

@@ -1,0 +1,163 @@
+"""Runs inside the service: a bounded pool of concurrent searches, persisted, cancellable and resumable.
+
+Each run is the same ``cwm.graph.run.synthesize`` the CLI calls, writing the same run directory, so its
+SQLite checkpoint and LLM cache make a restart cheap: a server killed mid-run resumes every unfinished run
+from its last superstep, and calls answered before the kill are replayed from the cache, not paid again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cwm.errors import CwmError
+from cwm.service.store import FINISHED, EnvRecord, RunRecord, Store
+
+log = structlog.get_logger("cwm.service")
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A validated ``POST /v1/runs`` body."""
+
+    env: str
+    llm: str
+    budget: int = 10
+    method: str = "gif-mcts"
+    concurrency: int = 1
+    plan: int = 0
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"env": self.env, "llm": self.llm, "budget": self.budget, "method": self.method,
+                "concurrency": self.concurrency, "plan": self.plan or False, "seed": self.seed}
+
+
+class RunManager:
+    """Starts queued runs while fewer than ``max_runs`` are running; survives restarts through the store."""
+
+    def __init__(self, store: Store, data: Path, max_runs: int) -> None:
+        self.store = store
+        self.runs_dir = data / "runs"
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self._slots = asyncio.Semaphore(max_runs)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._accepting = True
+
+    @property
+    def running(self) -> int:
+        return sum(1 for r in self.store.list_runs("running"))
+
+    @property
+    def queued(self) -> int:
+        return sum(1 for r in self.store.list_runs("queued"))
+
+    def recover(self) -> int:
+        """Reschedule every run the previous server process left unfinished; returns how many."""
+        pending = [r for r in self.store.list_runs() if r.status in ("queued", "running")]
+        for rec in pending:
+            rec.status = "queued"
+            self.store.put_run(rec)
+            self._schedule(rec)
+        return len(pending)
+
+    def submit(self, req: RunRequest, env: EnvRecord) -> RunRecord:
+        if not self._accepting:
+            raise CwmError("the server is shutting down", hint="retry against the restarted server")
+        run_id = uuid.uuid4().hex[:12]
+        rec = RunRecord(id=run_id, env=env.id, request=req.to_json(), status="queued",
+                        run_dir=str(self.runs_dir / run_id))
+        self.store.put_run(rec)
+        self._schedule(rec)
+        return rec
+
+    def cancel(self, run_id: str) -> RunRecord | None:
+        rec = self.store.get_run(run_id)
+        if rec is None or rec.status in FINISHED:
+            return rec
+        rec.status = "cancelled"
+        self.store.put_run(rec)
+        task = self._tasks.get(run_id)
+        if task is not None:
+            task.cancel()
+        return rec
+
+    async def drain(self) -> None:
+        """Stop taking runs and stop the running ones at their last checkpoint; they resume at next start."""
+        self._accepting = False
+        tasks = list(self._tasks.values())
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _schedule(self, rec: RunRecord) -> None:
+        task = asyncio.create_task(self._execute(rec.id), name=f"cwm-run-{rec.id}")
+        self._tasks[rec.id] = task
+        run_id = rec.id
+
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._tasks.pop(run_id, None)
+
+        task.add_done_callback(forget)
+
+    async def _execute(self, run_id: str) -> None:
+        from cwm.graph.run import RunConfig, synthesize
+
+        async with self._slots:
+            rec = self.store.get_run(run_id)
+            if rec is None or rec.status != "queued":
+                return
+            env = self.store.get_env(rec.env)
+            if env is None or env.dataset is None:
+                rec.status, rec.error = "failed", f"environment {rec.env!r} has no dataset"
+                self.store.put_run(rec)
+                return
+            run_dir = Path(rec.run_dir)
+            resume = (run_dir / "checkpoint.sqlite").exists()
+            req = rec.request
+            cfg = RunConfig(env=env.gym_id or env.id, llm=req["llm"], method=req["method"],
+                            budget=int(req["budget"]), concurrency=int(req["concurrency"]), seed=int(req["seed"]),
+                            dataset=env.dataset, description=env.description,
+                            plan_episodes=int(req["plan"] or 0), run_id=rec.id)
+            rec.status = "running"
+            self.store.put_run(rec)
+            log.info("service.run_started", run_id=rec.id, env=rec.env, resume=resume)
+
+            def progress(p: dict[str, Any]) -> None:
+                current = self.store.get_run(run_id)
+                if current is not None and current.status == "running":
+                    current.summary = {**(current.summary or {}), "progress": p}
+                    self.store.put_run(current)
+
+            try:
+                summary = await synthesize(cfg, run_dir, resume=resume, on_progress=progress)
+            except asyncio.CancelledError:
+                current = self.store.get_run(run_id)
+                if current is not None and current.status == "running":  # a shutdown, not a DELETE
+                    current.status = "queued"
+                    self.store.put_run(current)
+                raise
+            except CwmError as exc:
+                self._finish(run_id, "failed", error=str(exc))
+                return
+            except Exception as exc:  # a defect must not take the server down; the trace has the details
+                log.exception("service.run_crashed", run_id=run_id)
+                self._finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                return
+            self._finish(run_id, "done", summary=summary)
+
+    def _finish(self, run_id: str, status: Any, *, summary: dict[str, Any] | None = None,
+                error: str | None = None) -> None:
+        rec = self.store.get_run(run_id)
+        if rec is None or rec.status == "cancelled":
+            return
+        rec.status, rec.error = status, error
+        if summary is not None:
+            rec.summary = summary
+        self.store.put_run(rec)
+        log.info("service.run_finished", run_id=run_id, status=status)
