@@ -34,4 +34,4 @@ def test_prices_by_longest_prefix():
     t = PriceTable()
     assert t.lookup("gpt-4o-mini-2024-07-18") == (0.15, 0.60)
     assert t.lookup("gpt-4o-2024-08-06") == (2.50, 10.00)
-    assert t.cost("my-local-model", 1000, 1000) == 0.0
+    assert t.cost("my-local-model", 1000, 1000) is None  # unknown, never a silent 0

@@ -3,6 +3,7 @@ record/replay and cost accounting."""
 
 from cwm.agents.llm.cache import Cassette, ResponseCache, call_key
 from cwm.agents.llm.client import Accounting, LLMClient
+from cwm.agents.llm.ledger import LedgerTotals, PaidCall, PaidLedger
 from cwm.agents.llm.pricing import PriceTable
 from cwm.agents.llm.spec import ProviderSpec, parse_provider
 from cwm.agents.llm.transport import TransportConfig, close_shared_session
@@ -18,5 +19,6 @@ from cwm.agents.llm.types import (
 )
 
 __all__ = ["Accounting", "Cassette", "Completion", "LLMAuthError", "LLMClient", "LLMError", "LLMRequestError",
-           "LLMUnavailable", "Message", "PriceTable", "ProviderSpec", "ResponseCache", "SamplingParams",
-           "TransportConfig", "Usage", "call_key", "close_shared_session", "parse_provider"]
+           "LLMUnavailable", "LedgerTotals", "Message", "PaidCall", "PaidLedger", "PriceTable", "ProviderSpec",
+           "ResponseCache", "SamplingParams", "TransportConfig", "Usage", "call_key", "close_shared_session",
+           "parse_provider"]

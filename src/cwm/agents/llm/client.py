@@ -6,6 +6,12 @@
 k samples are k concurrent requests with sample indices 0..k-1 (servers disagree on ``n > 1``), so each
 is cached and replayed on its own. Every call emits ``llm.request`` and ``llm.response`` trace events
 (metadata only: sizes, tokens, cost, latency; never the key) and is added to ``client.accounting``.
+
+Calls stream by default (server-sent events), so ``read_timeout`` measures the silence of a server that
+stopped writing, not the length of a slow answer; servers that ignore ``stream`` still work. A missing
+API key for a hosted provider is an error at construction, before any DNS lookup or connection. With a
+``PaidLedger`` (a synthesis run has one), every paid reply is on disk before it enters the cache, and
+a cache hit on a reply paid for by an interrupted segment is counted as paid.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 import structlog
 
 from cwm.agents.llm.cache import Cassette, ResponseCache, call_key
+from cwm.agents.llm.ledger import PaidCall, PaidLedger
 from cwm.agents.llm.local import local_server
 from cwm.agents.llm.pricing import PriceTable
 from cwm.agents.llm.providers import Adapter, AnthropicAdapter, OpenAIAdapter, StreamState
@@ -35,7 +42,8 @@ class CallRecord:
     sample_index: int
     input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: float | None
+    """None: the model has no known price."""
     latency_s: float
     cached: bool
     attempts: int
@@ -51,6 +59,8 @@ class Accounting:
     input_tokens: int = 0
     output_tokens: int = 0
     cost_usd: float = 0.0
+    """Sum over priced paid calls; ``total_cost`` is the honest figure (None once a call was unpriced)."""
+    unpriced_calls: int = 0
     records: list[CallRecord] = field(default_factory=list)
 
     def add(self, rec: CallRecord) -> None:
@@ -61,26 +71,38 @@ class Accounting:
         self.calls += 1
         self.input_tokens += rec.input_tokens
         self.output_tokens += rec.output_tokens
-        self.cost_usd += rec.cost_usd
+        if rec.cost_usd is None:
+            self.unpriced_calls += 1
+        else:
+            self.cost_usd += rec.cost_usd
+
+    @property
+    def total_cost(self) -> float | None:
+        return None if self.unpriced_calls else self.cost_usd
 
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
 
     def summary(self) -> dict[str, Any]:
+        cost = self.total_cost
         return {"llm_calls": self.calls, "cached_calls": self.cached_calls, "input_tokens": self.input_tokens,
-                "output_tokens": self.output_tokens, "tokens": self.tokens, "cost_usd": round(self.cost_usd, 6)}
+                "output_tokens": self.output_tokens, "tokens": self.tokens,
+                "cost_usd": None if cost is None else round(cost, 6), "unpriced_calls": self.unpriced_calls}
 
 
 class LLMClient:
     def __init__(self, spec: ProviderSpec, *, cache: ResponseCache | None = None, cassette: Cassette | None = None,
                  prices: PriceTable | None = None, transport: TransportConfig | None = None,
-                 stream: bool = False) -> None:
+                 stream: bool = True, ledger: PaidLedger | None = None) -> None:
+        if cassette is None or cassette.mode != "replay":  # a replay never reaches the provider
+            spec.require_key()
         self.spec = spec
         self.cache = cache
         self.cassette = cassette
         self.prices = prices or PriceTable()
         self.stream = stream
+        self.ledger = ledger
         self.transport = Transport(spec.label, spec.key_env, transport)
         self.accounting = Accounting()
         self._adapter: Adapter | None = None
@@ -118,10 +140,19 @@ class LLMClient:
             stored = self.cache.get(key)
         if stored is not None:
             completion = Completion.from_json(stored, cached=True)
+            earlier = self.ledger.claim(key) if self.ledger is not None else None
+            if earlier is not None:  # billed in a segment that ended before the search state counted it
+                completion.cached = False
+                completion.cost_usd = earlier.cost_usd or 0.0
+                completion.priced = earlier.cost_usd is not None
         else:
             completion = await self._call(messages, params)
-            completion.cost_usd = self.prices.cost(completion.model or self.spec.model,
-                                                   completion.usage.input_tokens, completion.usage.output_tokens)
+            cost = self.prices.cost(completion.model or self.spec.model, completion.usage.input_tokens,
+                                    completion.usage.output_tokens)
+            completion.cost_usd, completion.priced = cost or 0.0, cost is not None
+            if self.ledger is not None:  # on disk before the cache: a crash in between pays again, visibly
+                self.ledger.record(PaidCall(key, completion.model or self.spec.model, completion.usage.input_tokens,
+                                            completion.usage.output_tokens, cost))
             if self.cache is not None:
                 self.cache.put(key, completion.to_json())
         completion.latency_s = time.perf_counter() - t0
@@ -129,7 +160,8 @@ class LLMClient:
             self.cassette.record(key, {"provider": self.spec.label, "messages": [m.to_json() for m in messages],
                                        "params": params.to_json(), "sample": sample_index}, completion.to_json())
         rec = CallRecord(key, completion.model, sample_index, completion.usage.input_tokens,
-                         completion.usage.output_tokens, completion.cost_usd, completion.latency_s,
+                         completion.usage.output_tokens, completion.cost_usd if completion.priced else None,
+                         completion.latency_s,
                          completion.cached, completion.attempts, completion.usage.estimated)
         self.accounting.add(rec)
         log.info("llm.response", **{k: v for k, v in asdict(rec).items() if k != "key"}, key=key[:16],
@@ -150,9 +182,11 @@ class LLMClient:
                 state_box.append(StreamState())  # every retry starts a fresh accumulation
                 return adapter.stream_handler(state_box[-1])
 
-            _, attempts = await self.transport.call(adapter.url, adapter.headers(), payload,
-                                                    stream_handler=fresh_handler)
-            completion = adapter.from_stream(state_box[-1], messages)
+            data, attempts = await self.transport.call(adapter.url, adapter.headers(), payload,
+                                                       stream_handler=fresh_handler)
+            # a server that ignored ``stream`` answered with one JSON body
+            completion = adapter.parse(data, messages) if data is not None else \
+                adapter.from_stream(state_box[-1], messages)
         completion.attempts = attempts
         return completion
 

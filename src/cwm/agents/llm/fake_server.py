@@ -3,6 +3,10 @@
 Tests, demos and benchmarks point the real client at it: the same code path as production, with answers,
 delays and faults chosen by a script. Each incoming call takes the next action of the script (or the
 ``default`` when the script is used up, or calls ``script(request)`` when the script is a function).
+Both wire APIs answer with one JSON body, or with server-sent events when the request asks to stream
+(unless ``streaming=False``: a server that ignores ``stream``). A ``Reply`` with ``chunk_delay`` is a slow
+model: it streams its text in ``chunks`` pieces with that pause before each (one pause before a
+non-streamed body per piece), which is what the client's read and whole-call timeouts are tested on.
 
     async with FakeLLMServer([Fail(429, retry_after=0.1), Reply("```python\\n...```")]) as server:
         client = LLMClient.from_string(f"openai:fake@{server.base_url}")
@@ -25,6 +29,10 @@ class Reply:
     usage: tuple[int, int] | None = (10, 5)
     delay: float = 0.0
     finish_reason: str = "stop"
+    chunk_delay: float = 0.0
+    """Slow mode: seconds of silence before each streamed piece of text."""
+    chunks: int = 2
+    """Pieces the text is streamed in."""
 
 
 @dataclass
@@ -68,6 +76,8 @@ class FakeLLMServer:
     disconnects: int = 0
     answered: int = 0
     """Replies written completely (what a provider would bill)."""
+    streaming: bool = True
+    """False: ignore ``stream`` in requests and always answer with one JSON body."""
 
     def __post_init__(self) -> None:
         self._runner: web.AppRunner | None = None
@@ -145,7 +155,7 @@ class FakeLLMServer:
             return web.Response(status=500)
         if isinstance(action, Malformed):
             return web.Response(text='{"choices": [ {"message": ', content_type="application/json")
-        stream = bool(body.get("stream"))
+        stream = bool(body.get("stream")) and self.streaming
         if isinstance(action, Truncate):
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
@@ -156,6 +166,7 @@ class FakeLLMServer:
         assert isinstance(action, Reply)
         model = str(body.get("model", "fake"))
         if not stream:
+            await asyncio.sleep(action.chunk_delay * action.chunks)  # a slow model that sends nothing meanwhile
             payload = json.dumps(_full(anthropic, action, model)).encode()
             resp = web.StreamResponse(headers={"Content-Type": "application/json"})
             resp.content_length = len(payload)
@@ -165,6 +176,8 @@ class FakeLLMServer:
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
             for event in _stream_events(anthropic, action, model):
+                if action.chunk_delay and _carries_text(event):
+                    await asyncio.sleep(action.chunk_delay)
                 await resp.write(_sse(event))
         await resp.write_eof()
         self.answered += 1
@@ -198,9 +211,18 @@ def _first_chunk(anthropic: bool, text: str) -> dict[str, Any]:
     return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
 
 
+def _carries_text(event: dict[str, Any] | str) -> bool:
+    if isinstance(event, str):
+        return False
+    if event.get("type") == "content_block_delta":
+        return True
+    return any((c.get("delta") or {}).get("content") for c in event.get("choices") or [])
+
+
 def _stream_events(anthropic: bool, a: Reply, model: str) -> list[dict[str, Any] | str]:
-    half = len(a.text) // 2
-    pieces = [a.text[:half], a.text[half:]]
+    n = max(1, a.chunks)
+    step = -(-len(a.text) // n) or 1
+    pieces = [a.text[i:i + step] for i in range(0, len(a.text), step)] or [""]
     if anthropic:
         events: list[dict[str, Any] | str] = [
             {"type": "message_start", "message": {"model": model, "usage": {

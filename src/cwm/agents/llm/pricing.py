@@ -2,7 +2,9 @@
 
 The built-in table is a convenience with list prices as published by the providers (check them: prices
 change); pass your own JSON file ``{"model-prefix": [input_per_mtok, output_per_mtok], ...}`` to
-override. Local and unknown models cost 0 and are reported as unpriced.
+override. A model with no entry (local and self-hosted models included) has an unknown cost: ``cost``
+returns None and reports show null, never 0, so a budget in USD is never silently unenforced. Give such
+a model a price (``{"local": [0, 0]}`` for free) to use ``--max-cost`` with it.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ class PriceTable:
         best = max((p for p in self.prices if model.startswith(p)), key=len, default=None)
         return self.prices[best] if best is not None else None
 
-    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float:
+    def cost(self, model: str, input_tokens: int, output_tokens: int) -> float | None:
+        """USD for one call, or None when the model has no known price."""
         price = self.lookup(model)
         if price is None:
-            return 0.0
+            return None
         return (input_tokens * price[0] + output_tokens * price[1]) / 1e6

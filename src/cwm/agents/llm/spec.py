@@ -35,6 +35,8 @@ class ProviderSpec:
     base_url: str | None
     key_env: str | None
     """Environment variable holding the key; the key itself is never stored here, logged or cached."""
+    key_required: bool = False
+    """The hosted APIs refuse every call without a key; self-hosted servers usually need none."""
 
     @property
     def label(self) -> str:
@@ -42,6 +44,15 @@ class ProviderSpec:
 
     def api_key(self) -> str | None:
         return os.environ.get(self.key_env) if self.key_env else None
+
+    def require_key(self) -> None:
+        """Fail before any network activity (no DNS lookup, no connection) when a required key is unset."""
+        if self.key_required and self.key_env and not self.api_key():
+            from cwm.agents.llm.types import LLMAuthError
+
+            raise LLMAuthError(f"{self.label}: ${self.key_env} is not set",
+                               hint=f"export {self.key_env}=... (or use a self-hosted server: "
+                               f"{self.name}:{self.model}@http://HOST:PORT/v1)")
 
 
 def parse_provider(text: str) -> ProviderSpec:
@@ -62,9 +73,10 @@ def parse_provider(text: str) -> ProviderSpec:
     name = name.lower()
     if name == "openai":
         return ProviderSpec(name, "openai", model, url or "https://api.openai.com/v1",
-                            "OPENAI_API_KEY" if not url else "CWM_LLM_API_KEY")
+                            "OPENAI_API_KEY" if not url else "CWM_LLM_API_KEY", key_required=not url)
     if name == "anthropic":
-        return ProviderSpec(name, "anthropic", model, url or "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY")
+        return ProviderSpec(name, "anthropic", model, url or "https://api.anthropic.com/v1", "ANTHROPIC_API_KEY",
+                            key_required=not url)
     if name in _LOCAL_DEFAULTS:
         return ProviderSpec(name, "openai", model, url or _LOCAL_DEFAULTS[name], "CWM_LLM_API_KEY")
     raise CwmError(f"unknown provider {name!r} in {text!r}",

@@ -1,10 +1,15 @@
 """HTTP for LLM calls: one shared aiohttp session, timeouts, retries with full-jitter backoff.
 
-Retry policy: connection errors, read silence, truncated or malformed bodies, and HTTP 408, 409, 425,
+Retry policy: read silence, dropped connections, truncated or malformed bodies, and HTTP 408, 409, 425,
 429, 5xx and 529 are retried with exponential backoff and full jitter (``uniform(0, min(cap, base *
 2**attempt))``), or after the server's ``Retry-After`` / ``retry-after-ms`` when it sends one. Other
-4xx errors surface at once with a message that says what to fix. A whole call (retries included) is
-bounded by ``call_timeout``; cancelling the awaiting task closes the connection.
+4xx errors surface at once with a message that says what to fix, and so does a server that cannot be
+reached at all (connection refused, unknown host): nothing listens there, and waiting will not start it.
+
+Timeouts: ``read_timeout`` bounds silence (no byte for that long). Calls stream by default, so a slow
+model that is still writing never trips it and a dead server does; ``call_timeout`` bounds a whole call,
+retries included, but not the wait for a free concurrency slot. Cancelling the awaiting task closes the
+connection.
 """
 
 from __future__ import annotations
@@ -85,9 +90,10 @@ class TransportConfig:
     backoff_cap: float = 30.0
     connect_timeout: float = 10.0
     read_timeout: float = 120.0
-    """Longest silence while waiting for (more of) a response."""
-    call_timeout: float = 600.0
-    """Whole call, retries and waits included."""
+    """Longest silence while waiting for (more of) a response (``--read-timeout``)."""
+    call_timeout: float = 1800.0
+    """Whole call, retries and waits included (``--timeout``); generous because streaming already
+    detects a dead server by its silence, and slow self-hosted models may write for many minutes."""
     max_server_wait: float = 120.0
     """Longest ``Retry-After`` honoured as is (longer ones are cut to this)."""
 
@@ -157,7 +163,9 @@ class Transport:
             return data
 
     async def _attempt_stream(self, url: str, headers: dict[str, str], payload: dict[str, Any],
-                              on_event: Callable[[dict[str, Any]], bool]) -> None:
+                              on_event: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
+        """Stream events into ``on_event``; a server that ignores ``stream`` and answers with one JSON body
+        gets that body returned instead (so streaming can be the default for every server)."""
         async with shared_session().post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
             if r.status >= 400:
                 body = await r.text()
@@ -165,6 +173,15 @@ class Transport:
                     raise _Retryable(f"HTTP {r.status}: {_error_message(body)[:200]}", r.status,
                                      server_delay(r.headers))
                 raise _fatal(r.status, body, self.label, self.key_env)
+            if "event-stream" not in r.headers.get("Content-Type", "text/event-stream"):
+                body = await r.text()
+                try:
+                    data = json.loads(body)
+                except ValueError as exc:
+                    raise _Retryable(f"malformed JSON in the response ({len(body)} bytes)") from exc
+                if not isinstance(data, dict):
+                    raise _Retryable("the response is not a JSON object")
+                return data
             finished = False
             async for event in sse_events(r.content.iter_any()):
                 if event is None:
@@ -175,37 +192,74 @@ class Transport:
                     break
             if not finished:
                 raise _Retryable("the stream ended before its final event (truncated)")
+            return None
 
     async def call(self, url: str, headers: dict[str, str], payload: dict[str, Any], *,
                    stream_handler: Callable[[], Callable[[dict[str, Any]], bool]] | None = None
                    ) -> tuple[dict[str, Any] | None, int]:
         """POST with retries; returns the JSON body (or None when streamed into the handler) and attempts."""
-        attempt = 0
-        try:
-            async with self._sem, asyncio.timeout(self.config.call_timeout):
-                return await self._call_loop(url, headers, payload, stream_handler, attempt)
-        except TimeoutError as exc:
-            raise LLMUnavailable(f"{self.label}: giving up: the call took longer than "
-                                 f"{self.config.call_timeout:g} s",
-                                 hint="raise the call timeout or retry later") from exc
+        tries = [0]
+        async with self._sem:
+            try:
+                async with asyncio.timeout(self.config.call_timeout):
+                    return await self._call_loop(url, headers, payload, stream_handler, tries)
+            except TimeoutError as exc:
+                raise LLMUnavailable(f"{self.label}: giving up: the call took longer than "
+                                     f"{self.config.call_timeout:g} s ({tries[0]} attempts)",
+                                     hint="raise --timeout for a slow model, or retry later",
+                                     attempts=tries[0]) from exc
+
+    def _unreachable(self, exc: Exception, url: str, attempt: int) -> LLMUnavailable | None:
+        """Connection refused or an unknown host: fail at once (no retry would help) and say what to check."""
+        if not isinstance(exc, aiohttp.ClientConnectorError):
+            return None
+        host = f"{exc.host}:{exc.port}"
+        if isinstance(exc, aiohttp.ClientConnectorDNSError):
+            return LLMUnavailable(f"{self.label}: cannot resolve the host {exc.host!r} of {url}",
+                                  hint="check the host name in --llm and this machine's network/DNS",
+                                  attempts=attempt)
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            return LLMUnavailable(f"{self.label}: connection refused at {host}: nothing is listening there",
+                                  hint="start the model server, or fix the host/port in --llm "
+                                  "(e.g. openai:MODEL@http://127.0.0.1:8000/v1)", attempts=attempt)
+        return None
+
+    def _give_up_hint(self, exc: Exception, status: int | None) -> str:
+        if status in (429, 503, 529):
+            return "the provider is overloaded or rate-limiting: retry later or lower --concurrency"
+        if status is not None:
+            return f"the server keeps failing with HTTP {status}: check its logs"
+        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+            return (f"no connection within {self.config.connect_timeout:g} s: check the host and port in --llm "
+                    "and the network")
+        if isinstance(exc, TimeoutError):
+            return (f"the server sent nothing for {self.config.read_timeout:g} s: a slow model needs a larger "
+                    "--read-timeout; a hung server needs a restart")
+        return "the server keeps dropping the connection or sending broken replies: check the server"
 
     async def _call_loop(self, url: str, headers: dict[str, str], payload: dict[str, Any],
                          stream_handler: Callable[[], Callable[[dict[str, Any]], bool]] | None,
-                         attempt: int) -> tuple[dict[str, Any] | None, int]:
+                         tries: list[int]) -> tuple[dict[str, Any] | None, int]:
+        attempt = 0
         while True:
             attempt += 1
+            tries[0] = attempt
             try:
                 if stream_handler is None:
                     return await self._attempt_json(url, headers, payload), attempt
-                await self._attempt_stream(url, headers, payload, stream_handler())
-                return None, attempt
+                return await self._attempt_stream(url, headers, payload, stream_handler()), attempt
             except (_Retryable, aiohttp.ClientError, TimeoutError) as exc:
+                unreachable = self._unreachable(exc, url, attempt)
+                if unreachable is not None:
+                    raise unreachable from exc
                 status = exc.status if isinstance(exc, _Retryable) else None
                 why = str(exc) or type(exc).__name__
+                if isinstance(exc, TimeoutError) and not str(exc):
+                    why = f"no data for {self.config.read_timeout:g} s"
                 if attempt > self.config.retries:
                     raise LLMUnavailable(f"{self.label}: giving up after {attempt} attempts: {why}",
-                                         hint="the provider is overloaded or unreachable; retry later or "
-                                         "lower --concurrency", status=status) from exc
+                                         hint=self._give_up_hint(exc, status), status=status,
+                                         attempts=attempt) from exc
                 delay = self.backoff(attempt - 1, exc.delay if isinstance(exc, _Retryable) else None)
                 log.info("llm.retry", provider=self.label, attempt=attempt, status=status, why=why[:200],
                          delay_s=round(delay, 3))

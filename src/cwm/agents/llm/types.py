@@ -54,9 +54,13 @@ class Completion:
     model: str
     provider: str
     cost_usd: float = 0.0
+    """USD for this call; 0.0 both when free (cached) and when unpriced: read ``priced`` before trusting it."""
+    priced: bool = True
+    """False when the model has no known price, so the cost is unknown (reported as null, never as 0)."""
     latency_s: float = 0.0
     cached: bool = False
-    """Served from the response cache or a cassette: no tokens were paid for this time."""
+    """Free for this run: served from the response cache or a cassette. A reply this run paid for in an
+    interrupted segment and now serves from its cache is not cached: it was billed (see ``PaidLedger``)."""
     attempts: int = 1
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -74,9 +78,12 @@ class Completion:
 class LLMError(CwmError):
     """A call failed for a reason the user must fix (or after exhausting retries)."""
 
-    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None,
+                 attempts: int = 0) -> None:
         super().__init__(message, hint=hint)
         self.status = status
+        self.attempts = attempts
+        """HTTP attempts made before giving up (0 when the call never reached the network)."""
 
 
 class LLMAuthError(LLMError):
