@@ -58,8 +58,8 @@ def test_check_classified_program_error(capsys, tmp_path):
 
 @pytest.mark.parametrize(("argv", "needle"), [
     (["check", EXAMPLE, "--env", "CartPol-v1"], "did you mean CartPole-v1"),
-    (["check", "missing.py", "--env", "CartPole-v1"], "cannot read program"),
-    (["check", EXAMPLE, "--env", "CartPole-v1", "--dataset", "nope.npz"], "does not exist"),
+    (["check", "missing.py", "--env", "CartPole-v1"], "no such file"),
+    (["check", EXAMPLE, "--env", "CartPole-v1", "--dataset", "nope.npz"], "no such file"),
     (["check", EXAMPLE, "--env", "LunarLander-v3"], "cwm collect LunarLander-v3"),
 ])
 def test_bad_input_is_one_line_and_exit_2(capsys, argv, needle):
