@@ -28,6 +28,16 @@ if [ "$(uname -m)" = x86_64 ]; then
 -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DGGML_BACKEND_DL=OFF}"
 fi
 
+# The web page's end-to-end test drives Debian's chromium (playwright cannot download its own browser here).
+if [ "${1:-}" = dev ] && ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "bootstrap: installing chromium for the browser test" >&2
+    (apt-get install -y -qq chromium >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null; }) ||
+      echo "bootstrap: could not install chromium; the browser test will be skipped" >&2
+  fi
+fi
+
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
