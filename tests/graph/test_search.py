@@ -72,13 +72,11 @@ async def test_early_stop_on_a_perfect_program(tmp_path):
 
 async def test_k_expansions_in_flight(tmp_path):
     async with FakeLLMServer(cycling(["weak_force", "never_done"], delay=0.3)) as server:
-        t0 = time.monotonic()
         summary = await synthesize(RunConfig(env="CartPole-v1", llm=f"openai:fake@{server.base_url}", budget=8,
                                              concurrency=4), tmp_path / "run")
-        wall = time.monotonic() - t0
     assert summary["search_calls"] == 8
+    # four calls overlapped at the server, never more: concurrency measured by the server, not by a clock
     assert server.max_in_flight == 4
-    assert wall < 8 * 0.3  # two rounds of four, not eight calls in a row
 
 
 async def test_a_failing_branch_keeps_its_siblings_work(tmp_path):

@@ -40,33 +40,57 @@ class Environment:
 """)
 
 
-def _nobody_pids() -> set[int]:
-    """Processes of uid 65534 on the host (the sandbox's children run as that uid when we are root)."""
-    pids = set()
+def _processes() -> dict[int, tuple[int, str]]:
+    """Every process on the host: pid -> (parent pid, pid namespace)."""
+    table = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                status = Path(f"/proc/{entry}/status").read_text(encoding="utf-8")
+                stat = Path(f"/proc/{entry}/stat").read_text(encoding="utf-8")
+                ns = os.readlink(f"/proc/{entry}/ns/pid")
             except OSError:
                 continue
-            uid_line = next((ln for ln in status.splitlines() if ln.startswith("Uid:")), "")
-            if uid_line.split()[1:2] == ["65534"]:
-                pids.add(int(entry))
-    return pids
+            table[int(entry)] = (int(stat.rsplit(")", 1)[1].split()[1]), ns)
+    return table
+
+
+def _own_pids(namespaces: set[str]) -> set[int]:
+    """Processes this test started: descendants of the test process, or members of its sandbox's pid
+    namespaces (an orphan re-parented out of our tree stays in the namespace). Other programs' sandboxes
+    running on the same machine are neither, so they cannot fail the test."""
+    table, me = _processes(), os.getpid()
+    own = set()
+    for pid, (_ppid, ns) in table.items():
+        if ns in namespaces:
+            own.add(pid)
+            continue
+        seen, cur = set(), pid
+        while cur in table and cur not in seen and cur > 1:
+            if cur == me and pid != me:
+                own.add(pid)
+                break
+            seen.add(cur)
+            cur = table[cur][0]
+    return own
 
 
 @pytest.fixture
 async def hostile_sandbox(tmp_path):
     limits = Limits(load_s=2.0, base_s=1.5, per_transition_s=0.01, transition_s=0.3, memory_mb=768)
-    before = _nobody_pids()
+    before = _own_pids(set())
+    my_ns = os.readlink("/proc/self/ns/pid")
     async with Sandbox(SandboxConfig(limits=limits, hide=(str(tmp_path),))) as sb:
+        table = _processes()
+        started = _own_pids(set()) - before
+        assert started, "the sandbox's processes are not visible as ours: the leftover check would see nothing"
+        namespaces = {table[p][1] for p in started if p in table} - {my_ns}
         yield sb
-    # nothing left behind: no process of the sandbox's uid survives the sandbox
+    # nothing left behind: no process of this sandbox survives it
     for _ in range(50):
-        if not (_nobody_pids() - before):
+        if not (_own_pids(namespaces) - before):
             break
         await asyncio.sleep(0.05)
-    assert not (_nobody_pids() - before)
+    assert not (_own_pids(namespaces) - before)
 
 
 async def _run(sb: Sandbox, code: str, ds, budget: float = 8.0):
