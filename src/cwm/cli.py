@@ -199,16 +199,27 @@ def add_llm_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--llm", type=A.llm_provider, default="local", metavar="PROVIDER",
                    help="openai:MODEL, anthropic:MODEL, ollama:MODEL, vllm:MODEL, openai:MODEL@URL, local (default)")
     g.add_argument("--concurrency", type=A.positive_int, default=8, help="concurrent calls to the provider")
-    g.add_argument("--cache-dir", type=A.writable_dir,
-                   help="response cache directory (default ~/.cache/cwm/llm; CWM_CACHE_DIR)")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
+    add_llm_io_flags(g, cache_default="~/.cache/cwm/llm; CWM_CACHE_DIR")
+
+
+def add_llm_io_flags(g: Any, cache_default: str) -> None:
+    """Cache, cassettes, prices, timeouts and streaming: the same flags on every command that calls an LLM."""
+    g.add_argument("--cache-dir", type=A.writable_dir, help=f"response cache directory (default {cache_default})")
     g.add_argument("--record", type=A.writable_file, metavar="CASSETTE",
                    help="record every call into this JSON-lines cassette")
     g.add_argument("--replay", type=A.readable_file, metavar="CASSETTE",
                    help="answer every call from this cassette, offline")
     g.add_argument("--prices", type=A.readable_file, metavar="JSON",
-                   help='price table {"model-prefix": [usd_in, usd_out] per 1M tokens}')
-    g.add_argument("--stream", action="store_true", help="stream responses (server-sent events)")
+                   help='price table {"model-prefix": [usd_in, usd_out] per 1M tokens}; models without a '
+                        'price cost "unknown"')
+    g.add_argument("--timeout", type=A.positive_float, default=1800.0, metavar="SECONDS",
+                   help="give up on one call after this long, retries included (default 1800)")
+    g.add_argument("--read-timeout", type=A.positive_float, default=120.0, metavar="SECONDS",
+                   help="give up on an attempt after this long without a byte from the server (default 120)")
+    g.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
+                   help="stream replies (default; a server that stops writing is then detected by "
+                        "--read-timeout however slow the model)")
 
 
 def make_llm_client(args: argparse.Namespace) -> Any:
@@ -221,7 +232,8 @@ def make_llm_client(args: argparse.Namespace) -> Any:
     cache = None if args.no_cache or args.replay else ResponseCache(args.cache_dir)
     prices = PriceTable.from_file(args.prices) if args.prices else None
     return LLMClient.from_string(args.llm, cache=cache, cassette=cassette, prices=prices, stream=args.stream,
-                                 transport=TransportConfig(concurrency=args.concurrency))
+                                 transport=TransportConfig(concurrency=args.concurrency, read_timeout=args.read_timeout,
+                                                           call_timeout=args.timeout))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -237,33 +249,90 @@ def cmd_ask(args: argparse.Namespace) -> int:
         finally:
             await close_shared_session()
 
-    outs = asyncio.run(run())
+    from cwm.agents.llm import LLMUnavailable
+
+    try:
+        outs = asyncio.run(run())
+    except LLMUnavailable as exc:  # the provider failed (unreachable, overloaded, timed out): exit 1, not 2
+        sys.stderr.write(f"cwm: LLM failed: {exc}\n")
+        if args.json:
+            sys.stdout.write(json.dumps({"error": str(exc), "attempts": exc.attempts}) + "\n")
+        return EXIT_FAILED
     summary = client.accounting.summary()
     if args.json:
         sys.stdout.write(json.dumps({"completions": [
-            {**c.to_json(), "cached": c.cached, "latency_s": round(c.latency_s, 4), "cost_usd": c.cost_usd}
-            for c in outs], **summary}) + "\n")
+            {**c.to_json(), "cached": c.cached, "latency_s": round(c.latency_s, 4),
+             "cost_usd": c.cost_usd if c.priced else None} for c in outs], **summary}) + "\n")
         return EXIT_OK
     for i, c in enumerate(outs):
         tag = "cached" if c.cached else f"{c.latency_s:.2f} s"
         sys.stdout.write(f"--- sample {i} ({c.model}, {c.usage.input_tokens}+{c.usage.output_tokens} tokens, "
                          f"{tag})\n{c.text}\n")
     sys.stdout.write(f"--- {summary['llm_calls']} paid calls, {summary['cached_calls']} cached, "
-                     f"{summary['tokens']} tokens, ${summary['cost_usd']:.4f}\n")
+                     f"{summary['tokens']} tokens, {_usd(summary['cost_usd'])}\n")
     return EXIT_OK
+
+
+def _usd(cost: float | None) -> str:
+    return "$?" if cost is None else f"${cost:.4f}"
+
+
+_RUN_FIELDS = {"timeout": "timeout_s", "read_timeout": "read_timeout_s", "stream": "stream", "prices": "prices",
+               "cache_dir": "cache_dir", "record": "record", "replay": "replay", "memory_mb": "memory_mb",
+               "load_timeout": "load_timeout_s", "isolation": "isolation", "preload": "preload"}
+"""`synthesize` flags shared with `ask` and `check`, and the RunConfig field each sets."""
+_RESUME_FLAGS = {"budget": "budget", "max_tokens": "max_tokens", "max_cost": "max_cost_usd",
+                 "max_time": "max_seconds", "timeout": "timeout_s", "read_timeout": "read_timeout_s",
+                 "prices": "prices", "record": "record"}
+"""Flags a resume honours (it extends or re-limits the run); every other one is fixed by config.json."""
+_NOT_RUN_FLAGS = {"resume", "json", "func", "command", "log_level", "log_format", "defaults_of"}
+
+
+def _resume_config(args: argparse.Namespace, run_dir: Path) -> Any:
+    """The run's saved config with the flags a resume honours applied; names the flags it ignores."""
+    from cwm.graph.run import load_config
+
+    cfg = load_config(run_dir)
+    default = args.defaults_of
+    ignored = []
+    for dest, value in sorted(vars(args).items()):
+        if dest in _NOT_RUN_FLAGS or value == default(dest):
+            continue
+        if dest in _RESUME_FLAGS:
+            setattr(cfg, _RESUME_FLAGS[dest], value)
+        else:
+            ignored.append("--" + dest.replace("_", "-"))
+    if ignored:
+        sys.stderr.write(f"cwm: --resume ignores {', '.join(ignored)}: the run's config.json fixes them "
+                         f"(a resume honours {', '.join('--' + d.replace('_', '-') for d in _RESUME_FLAGS)})\n")
+    return cfg
+
+
+def _synth_report(summary: dict[str, Any], run_dir: Path) -> None:
+    """Why a run did not solve, on stderr: an LLM error, no program at all, replies without code."""
+    if summary.get("llm_error"):
+        sys.stderr.write(f"cwm: the search stopped on an LLM error: {summary['llm_error']}\n")
+    if summary.get("no_program_replies"):
+        sys.stderr.write(f"cwm: {summary['no_program_replies']} of {summary['nodes']} replies held no "
+                         f"```python code block (the replies are in {run_dir / 'llm'})\n")
+    if summary.get("program") is None:
+        sys.stderr.write("cwm: the search produced no program\n")
 
 
 def cmd_synthesize(args: argparse.Namespace) -> int:
     import time as _time
 
-    from cwm.graph.run import RunConfig, load_config, synthesize
+    from cwm.agents.llm import parse_provider
+    from cwm.graph.run import RunConfig, synthesize
 
     if args.resume:
         run_dir = Path(args.resume)
-        cfg = load_config(run_dir)
+        cfg = _resume_config(args, run_dir)
     else:
         if not args.env:
             raise CwmError("--env is required (or --resume RUN_DIR)")
+        if not args.replay:
+            parse_provider(args.llm).require_key()  # before anything slow, and before any connection
         from cwm.envs.registry import resolve_gym_id
 
         resolve_gym_id(args.env)
@@ -272,22 +341,28 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                         description=args.description, heldout_fraction=args.heldout,
                         temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                         max_tokens=args.max_tokens, max_cost_usd=args.max_cost, max_seconds=args.max_time,
-                        plan_episodes=args.plan_episodes if args.plan else 0)
+                        plan_episodes=args.plan_episodes if args.plan else 0,
+                        **{field: getattr(args, dest) for dest, field in _RUN_FIELDS.items()})
         run_dir = Path(args.out or f"runs/{cfg.env}-{cfg.method}-{_time.strftime('%Y%m%d-%H%M%S')}")
-    run_dir.mkdir(parents=True, exist_ok=True)
     quiet = args.json or not sys.stderr.isatty()
 
     def progress(p: dict[str, Any]) -> None:
         best = "-" if p["best"] is None else f"{p['best']:.4f}"
         held = "" if p["heldout"] is None else f" (held-out {p['heldout']:.4f})"
-        line = (f"calls {p['calls']}/{p['budget']} · in flight {p['in_flight']} · best {best}{held} · "
-                f"tokens {p['tokens']:,} · ${p['cost_usd']:.4f}" + (f" · stop: {p['stop']}" if p["stop"] else ""))
+        curve = f" · rose at {p['curve']}" if p.get("curve") else ""
+        line = (f"calls {p['calls']}/{p['budget']} · in flight {p['in_flight']} · best {best}{held}{curve} · "
+                f"tokens {p['tokens']:,} · {_usd(p['cost_usd'])}" + (f" · stop: {p['stop']}" if p["stop"] else ""))
         sys.stderr.write(("\r" + line.ljust(100)) if not quiet else line + "\n")
         sys.stderr.flush()
 
-    summary = asyncio.run(synthesize(cfg, run_dir, resume=bool(args.resume), on_progress=progress))
+    try:
+        summary = asyncio.run(synthesize(cfg, run_dir, resume=bool(args.resume), on_progress=progress))
+    except KeyboardInterrupt:
+        sys.stderr.write(f"\ncwm: interrupted; resume with: cwm synthesize --resume {run_dir}\n")
+        return 130
     if not quiet:
         sys.stderr.write("\n")
+    _synth_report(summary, run_dir)
     if args.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
@@ -295,7 +370,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         sys.stdout.write(
             f"{cfg.env} · {cfg.method} · {cfg.llm}: accuracy {summary['accuracy']:.4f}"
             f"{'' if held is None else f', held-out {held:.4f}'} · {summary['search_calls']} calls "
-            f"({summary['llm_calls']} paid) · {summary['tokens']:,} tokens · ${summary['cost_usd']:.4f} · "
+            f"({summary['llm_calls']} paid) · {summary['tokens']:,} tokens · {_usd(summary['cost_usd'])} · "
             f"{summary['wall_s']:.1f} s · stop: {summary['stop']}\n"
             f"best program: {summary['program']}\nrun directory: {run_dir}\n")
         plan_result = summary.get("plan")
@@ -308,12 +383,23 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"planning: mean return {plan_result['mean_return']:.2f} over "
                                  f"{len(plan_result['returns'])} episodes"
                                  f"{'' if norm is None else f', normalized {norm:.3f}'}\n")
-    return EXIT_OK
+    return EXIT_OK if summary["solved"] else EXIT_FAILED
+
+
+async def _plan_in_sandbox(cfg: Any, args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    """Plan with a program model inside a sandbox built from the command's sandbox flags."""
+    from cwm.planning.agent import plan
+    from cwm.sandbox import Sandbox
+
+    if cfg.model in ("oracle", "random"):
+        return await plan(cfg, progress=progress)
+    async with Sandbox(_sandbox_config(args)) as sandbox:
+        return await plan(cfg, sandbox=sandbox, progress=progress)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     from cwm.envs.registry import resolve_gym_id
-    from cwm.planning.agent import PlanConfig, plan
+    from cwm.planning.agent import PlanConfig
     from cwm.planning.models import ModelFailed
 
     resolve_gym_id(args.env)
@@ -327,7 +413,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     try:
-        result = asyncio.run(plan(cfg, progress=progress))
+        result = asyncio.run(_plan_in_sandbox(cfg, args, progress))
     except ModelFailed as exc:
         err = exc.error
         if args.json:
@@ -461,8 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", action="store_true", help="then act in the real env with the best program")
     p.add_argument("--plan-episodes", type=A.positive_int, default=3, help="episodes for --plan (default 3)")
     p.add_argument("--json", action="store_true", help="print one JSON summary object")
+    add_llm_io_flags(p.add_argument_group("LLM"), cache_default="RUN_DIR/llm-cache")
+    _add_sandbox_flags(p)
     A.add_check(p, A.required_unless("env", "resume"))
-    p.set_defaults(func=cmd_synthesize)
+    A.add_check(p, A.exclusive("record", "replay"))
+    p.set_defaults(func=cmd_synthesize, defaults_of=p.get_default)
 
     p = sub.add_parser("plan", help="act in the real environment with a Code World Model (or the baselines)")
     p.add_argument("--env", type=A.env_id, required=True)
@@ -477,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=A.positive_int,
                    help="cut episodes at this many steps (default: the env's limit)")
     p.add_argument("--json", action="store_true")
+    _add_sandbox_flags(p)
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("plan-report", help="normalized returns per env and per split from `cwm plan --json` files")

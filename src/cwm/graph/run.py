@@ -4,11 +4,20 @@ Run directory:
     config.json        what was asked (resume reads it back)
     checkpoint.sqlite  LangGraph checkpoints, one per superstep (durability "sync")
     llm-cache/         every LLM response, content-addressed: a resumed run replays, never re-pays
+    llm-ledger.jsonl   every paid call (tokens, cost), on disk before its reply enters the cache
+    segments.json      start and last-seen time of each running segment (wall time excludes downtime)
     llm/NNNNNN.json    prompt and response text of expansion N
     trace.jsonl        every event (selection, LLM call, sandbox result, expansion, backprop, new best)
     tree.json          the search tree after the last superstep
     best_program.py    the chosen Code World Model
-    summary.json       accuracy, held-out accuracy, calls, tokens, cost, wall time
+    summary.json       accuracy, held-out accuracy, calls, tokens, cost, wall time, anytime curve
+
+Accounting across interruptions: paid calls, tokens and cost come from the ledger, so a reply billed just
+before a crash is counted once, as paid, even though the resumed run serves it from the cache (see
+``cwm.agents.llm.ledger``). ``wall_s`` and ``--max-time`` count running time only (``cwm.graph.progress``).
+A finished run resumed with a larger ``--budget`` continues its search; a run stopped by an LLM error
+retries. Cost is null (unknown) when a paid call's model has no known price; ``--max-cost`` then refuses
+to start.
 
 Held-out check: a seeded fifth of the trajectories (at least one when there are two or more) is never
 shown to the LLM. The search optimises accuracy on the rest (the feedback set); the best program is the
@@ -18,8 +27,9 @@ to it. The held-out set never influences the search, so it stays an honest estim
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,10 +40,21 @@ import structlog
 from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from cwm.agents.expand import AgentDeps
-from cwm.agents.llm import LLMClient, ResponseCache, SamplingParams, TransportConfig, close_shared_session
+from cwm.agents.llm import (
+    Cassette,
+    LLMClient,
+    PaidLedger,
+    PriceTable,
+    ResponseCache,
+    SamplingParams,
+    TransportConfig,
+    close_shared_session,
+    parse_provider,
+)
 from cwm.envs.dataset import Dataset, load_for_env
 from cwm.envs.describe import describe
 from cwm.errors import CwmError
+from cwm.graph.progress import Segments, anytime_curve, curve_summary, no_program_replies
 from cwm.graph.search import Budget, Method, SearchDeps, build_graph, load_controller
 from cwm.sandbox.worker import Limits, Sandbox, SandboxConfig
 from cwm.tracing import trace_to
@@ -61,6 +82,25 @@ class RunConfig:
     max_seconds: float | None = None
     plan_episodes: int = 0
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # LLM transport and I/O (as for `cwm ask`)
+    timeout_s: float = 1800.0
+    read_timeout_s: float = 120.0
+    stream: bool = True
+    prices: str | None = None
+    cache_dir: str | None = None
+    """Response cache; default RUN_DIR/llm-cache."""
+    record: str | None = None
+    replay: str | None = None
+    # sandbox (as for `cwm check`)
+    memory_mb: int = 2048
+    load_timeout_s: float = 10.0
+    isolation: str = "auto"
+    preload: list[str] = field(default_factory=list)
+
+
+RESUME_SETTABLE = ("budget", "max_tokens", "max_cost_usd", "max_seconds", "timeout_s", "read_timeout_s",
+                   "prices", "record")
+"""RunConfig fields a resume may change; every other field is fixed by the run's config.json."""
 
 
 def split_heldout(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
@@ -88,6 +128,25 @@ def load_config(run_dir: Path) -> RunConfig:
                        hint="pass the --out directory of an earlier `cwm synthesize`") from exc
 
 
+def make_client(cfg: RunConfig, run_dir: Path) -> LLMClient:
+    """The run's LLM client. Refuses (exit 2), before any file or connection is made, a hosted provider
+    without its API key and a ``--max-cost`` for a model whose price is unknown."""
+    spec = parse_provider(cfg.llm)
+    prices = PriceTable.from_file(cfg.prices) if cfg.prices else PriceTable()
+    if cfg.max_cost_usd is not None and prices.lookup(spec.model) is None:
+        raise CwmError(f"--max-cost cannot be enforced: the price of {spec.model!r} is unknown",
+                       hint=f'pass --prices FILE holding {{"{spec.model}": [usd_per_mtok_in, usd_per_mtok_out]}}')
+    if cfg.record and cfg.replay:
+        raise CwmError("--record and --replay exclude each other")
+    cassette = Cassette(cfg.record, "record") if cfg.record else (
+        Cassette(cfg.replay, "replay") if cfg.replay else None)
+    return LLMClient(spec, cache=ResponseCache(Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "llm-cache"),
+                     cassette=cassette, prices=prices, stream=cfg.stream,
+                     ledger=PaidLedger(run_dir / "llm-ledger.jsonl"),
+                     transport=TransportConfig(concurrency=max(cfg.concurrency, 1), read_timeout=cfg.read_timeout_s,
+                                               call_timeout=cfg.timeout_s))
+
+
 async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
                      on_progress: Any = None) -> dict[str, Any]:
     """Run (or resume) a search; returns the summary also written to ``summary.json``."""
@@ -95,65 +154,98 @@ async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
         raise CwmError("--budget and --concurrency must be at least 1")
     if not 0 <= cfg.heldout_fraction < 1:
         raise CwmError("--heldout must be in [0, 1)")
+    if not resume and (run_dir / "checkpoint.sqlite").exists():
+        raise CwmError(f"{str(run_dir)!r} already holds a run", hint=f"resume it with --resume {run_dir}, "
+                       "or choose another --out")
+    client = make_client(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        if (run_dir / "checkpoint.sqlite").exists():
-            raise CwmError(f"{str(run_dir)!r} already holds a run", hint=f"resume it with --resume {run_dir}, "
-                           "or choose another --out")
-        _write_json(run_dir / "config.json", asdict(cfg))
+    _write_json(run_dir / "config.json", asdict(cfg))  # a resume may have raised the budget or limits
     with trace_to(run_dir / "trace.jsonl"), structlog.contextvars.bound_contextvars(run_id=cfg.run_id):
-        return await _synthesize(cfg, run_dir, resume, on_progress)
+        return await _synthesize(cfg, run_dir, resume, on_progress, client)
 
 
-async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: Any) -> dict[str, Any]:
-    ds = load_for_env(cfg.env, cfg.dataset)
-    feedback, heldout = split_heldout(ds, cfg.heldout_fraction, cfg.seed)
-    description = describe(cfg.env, cfg.description)
-    client = LLMClient.from_string(cfg.llm, cache=ResponseCache(run_dir / "llm-cache"),
-                                   transport=TransportConfig(concurrency=max(cfg.concurrency, 1)))
-    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
-    t0 = time.monotonic()
-    hide = (str(Path(cfg.dataset).resolve().parent),) if cfg.dataset else ()
-    graph = build_graph()
+async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: Any,
+                      client: LLMClient) -> dict[str, Any]:
+    segments = Segments(run_dir / "segments.json")
+    segments.begin()
+    beat = asyncio.create_task(segments.heartbeat())
+    downtime = 0.0
     try:
-        async with Sandbox(SandboxConfig(hide=(*hide, str(run_dir.resolve())))) as sandbox, \
+        ds = load_for_env(cfg.env, cfg.dataset)
+        feedback, heldout = split_heldout(ds, cfg.heldout_fraction, cfg.seed)
+        description = describe(cfg.env, cfg.description)
+        params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
+        hide = (str(Path(cfg.dataset).resolve().parent),) if cfg.dataset else ()
+        limits = Limits(memory_mb=cfg.memory_mb, load_s=cfg.load_timeout_s)
+        box = SandboxConfig(limits=limits, isolation=cfg.isolation,  # type: ignore[arg-type]
+                            hide=(*hide, str(run_dir.resolve())), preload=tuple(cfg.preload))
+        graph = build_graph()
+        async with Sandbox(box) as sandbox, \
                 AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoint.sqlite")) as saver:
-            agents = AgentDeps(llm=client, sandbox=sandbox, feedback=feedback, heldout=heldout,
-                               description=description, params=params, limits=Limits(), run_dir=run_dir)
-            deps = SearchDeps(agents=agents, method=cfg.method, seed=cfg.seed, budget=Budget(
-                cfg.budget, cfg.concurrency, cfg.max_tokens, cfg.max_cost_usd, cfg.max_seconds),
-                env_id=cfg.env, plan_episodes=cfg.plan_episodes)
             app = graph.compile(checkpointer=saver)
             config: Any = {"configurable": {"thread_id": THREAD}, "recursion_limit": 4 * cfg.budget + 50}
             snapshot = await app.aget_state(config)
             if resume and not snapshot.values:
                 resume = False  # killed before the first checkpoint: start over
+            prior: dict[str, Any] = dict(snapshot.values) if resume else {}
+            if prior.get("started"):
+                downtime = segments.downtime_since(float(prior["started"]))
+            run = True
             if resume and not snapshot.next:
-                log.info("run.already_finished", run_dir=str(run_dir))
-            else:
+                if prior.get("stop") == "solved":
+                    log.info("run.already_finished", run_dir=str(run_dir))
+                    run, downtime = False, 0.0
+                else:  # a finished run, resumed with a larger budget or limit (or after an LLM error)
+                    log.info("run.extend", run_dir=str(run_dir), previous_stop=prior.get("stop"),
+                             calls=prior.get("calls"), budget=cfg.budget)
+                    await app.aupdate_state(config, {"stop": None}, as_node="expand")
+            agents = AgentDeps(llm=client, sandbox=sandbox, feedback=feedback, heldout=heldout,
+                               description=description, params=params, limits=limits, run_dir=run_dir)
+            # the search measures time from its first step, downtime included: give the limit that back
+            max_seconds = None if cfg.max_seconds is None else cfg.max_seconds + downtime
+            deps = SearchDeps(agents=agents, method=cfg.method, seed=cfg.seed, budget=Budget(
+                cfg.budget, cfg.concurrency, cfg.max_tokens, cfg.max_cost_usd, max_seconds),
+                env_id=cfg.env, plan_episodes=cfg.plan_episodes)
+            if run:
                 async for update in app.astream(None if resume else {}, config, context=deps,
                                                 stream_mode="updates", durability="sync"):
                     ctl = update.get("controller") if isinstance(update, dict) else None
                     if isinstance(ctl, dict) and "controller" in ctl:
                         _write_json(run_dir / "tree.json", ctl["controller"])
                         if on_progress is not None:
-                            on_progress(_progress(ctl, cfg))
+                            on_progress(_progress(ctl, cfg, client))
             final = (await app.aget_state(config)).values
     finally:
+        beat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beat
+        segments.tick()
         await close_shared_session()
-    return _finish(cfg, run_dir, final, time.monotonic() - t0)
+    return _finish(cfg, run_dir, final, segments, downtime, client)
 
 
-def _progress(update: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
+def _accounting(state: dict[str, Any], client: LLMClient) -> dict[str, Any]:
+    """Paid calls, tokens and cost: the ledger's, unless the run predates it (then the search state's)."""
+    totals = client.ledger.totals() if client.ledger is not None else None
+    if totals is not None and totals.calls >= int(state.get("paid_calls", 0)):
+        return totals.to_json()
+    tokens = int(state.get("tokens", 0))
+    return {"llm_calls": int(state.get("paid_calls", 0)), "input_tokens": None, "output_tokens": None,
+            "tokens": tokens, "cost_usd": round(float(state.get("cost_usd", 0.0)), 6), "unpriced_calls": 0}
+
+
+def _progress(update: dict[str, Any], cfg: RunConfig, client: LLMClient) -> dict[str, Any]:
     ctrl = load_controller(update["controller"])
     best = ctrl.best_node
+    acct = _accounting(update, client)
     return {"calls": update.get("calls", 0), "budget": cfg.budget, "best": best.score if best else None,
-            "heldout": best.heldout if best else None, "tokens": update.get("tokens", 0),
-            "cost_usd": update.get("cost_usd", 0.0), "stop": update.get("stop"),
-            "in_flight": len(update.get("inflight") or {})}
+            "heldout": best.heldout if best else None, "paid_calls": acct["llm_calls"], "tokens": acct["tokens"],
+            "cost_usd": acct["cost_usd"], "stop": update.get("stop"),
+            "in_flight": len(update.get("inflight") or {}), "curve": curve_summary(anytime_curve(ctrl.nodes))}
 
 
-def _finish(cfg: RunConfig, run_dir: Path, state: dict[str, Any], wall: float) -> dict[str, Any]:
+def _finish(cfg: RunConfig, run_dir: Path, state: dict[str, Any], segments: Segments, downtime: float,
+            client: LLMClient) -> dict[str, Any]:
     if not state.get("controller"):
         raise CwmError("the run produced no search state", hint="check the trace for the error")
     ctrl = load_controller(state["controller"])
@@ -162,18 +254,27 @@ def _finish(cfg: RunConfig, run_dir: Path, state: dict[str, Any], wall: float) -
     program_path = run_dir / "best_program.py"
     if best is not None and best.program is not None:
         program_path.write_text(best.program, encoding="utf-8")
+    stop = state.get("stop")
+    acct = _accounting(state, client)
     summary = {
         "env": cfg.env, "method": cfg.method, "llm": cfg.llm, "run_id": cfg.run_id,
         "accuracy": best.score if best else 0.0,
         "heldout_accuracy": best.heldout if best else None,
         "best_node": best.id if best else None,
-        "llm_calls": int(state.get("paid_calls", 0)), "search_calls": int(state.get("calls", 0)),
-        "tokens": int(state.get("tokens", 0)), "cost_usd": round(float(state.get("cost_usd", 0.0)), 6),
-        "wall_s": round(wall, 3), "search_s": round(float(state.get("elapsed_s", 0.0)), 3),
-        "stop": state.get("stop"), "nodes": len(ctrl.nodes) - 1, "run_dir": str(run_dir),
+        "solved": stop == "solved",
+        "llm_calls": acct["llm_calls"], "search_calls": int(state.get("calls", 0)),
+        "tokens": acct["tokens"], "input_tokens": acct["input_tokens"], "output_tokens": acct["output_tokens"],
+        "cost_usd": acct["cost_usd"], "unpriced_calls": acct["unpriced_calls"],
+        "wall_s": round(segments.running_s, 3), "segments": len(segments.items),
+        "search_s": round(max(0.0, float(state.get("elapsed_s", 0.0)) - downtime), 3),
+        "stop": stop,
+        "llm_error": stop[len("LLM error: "):] if isinstance(stop, str) and stop.startswith("LLM error: ") else None,
+        "no_program_replies": no_program_replies(ctrl.nodes),
+        "nodes": len(ctrl.nodes) - 1, "run_dir": str(run_dir),
         "program": str(program_path) if program_path.exists() else None,
         "plan": state.get("plan"),
+        "curve": anytime_curve(ctrl.nodes),
     }
     _write_json(run_dir / "summary.json", summary)
-    log.info("run.summary", **summary)
+    log.info("run.summary", **{k: v for k, v in summary.items() if k != "curve"})
     return summary
