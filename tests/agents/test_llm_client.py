@@ -122,11 +122,9 @@ async def test_concurrency_limit_per_provider():
 
 async def test_k_samples_are_concurrent_distinct_calls():
     async with FakeLLMServer(default=Reply("ok", delay=0.2)) as server:
-        t0 = time.monotonic()
         outs = await client(server).sample(MSGS, SamplingParams(temperature=1.0), k=4)
-        elapsed = time.monotonic() - t0
     assert len(outs) == 4 and len(server.requests) == 4
-    assert elapsed < 0.6  # concurrent, not 4 x 0.2 s in a row
+    assert server.max_in_flight == 4  # concurrent, not one after another
 
 
 async def test_cache_replays_paid_calls(tmp_path):
@@ -175,10 +173,9 @@ async def test_cancellation_closes_the_request():
 async def test_whole_call_timeout():
     async with FakeLLMServer(default=Reply("slow", delay=3)) as server:
         c = client(server, transport=TransportConfig(retries=0, call_timeout=0.3))
-        t0 = time.monotonic()
-        with pytest.raises(LLMUnavailable, match="giving up"):
+        with pytest.raises(LLMUnavailable, match=r"took longer than 0\.3 s") as info:
             await c.complete(MSGS)
-    assert time.monotonic() - t0 < 2
+    assert info.value.attempts == 1 and "--timeout" in (info.value.hint or "")
 
 
 async def test_read_silence_timeout_is_retried():
