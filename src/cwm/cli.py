@@ -78,27 +78,35 @@ def _sandbox_config(args: argparse.Namespace, hide: tuple[str, ...] = ()) -> Any
     from cwm.sandbox import Limits, SandboxConfig
 
     limits = Limits(memory_mb=args.memory_mb, load_s=args.load_timeout)
-    return SandboxConfig(limits=limits, isolation=args.isolation, hide=hide, preload=tuple(args.preload))
+    return SandboxConfig(limits=limits, isolation=args.isolation, hide=hide, preload=tuple(args.preload),
+                         allow_import=tuple(args.allow_import))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     from cwm.envs.dataset import load_for_env
     from cwm.envs.registry import benchmark_env, resolve_gym_id
-    from cwm.sandbox import check_program
+    from cwm.sandbox import Sandbox, evaluate
 
     if benchmark_env(args.env) is None:
         resolve_gym_id(args.env)
     code = _read_program(args.program)
     ds = load_for_env(args.env, args.dataset)
     hide = (str(Path(args.dataset).resolve().parent),) if args.dataset else ()
-    report = asyncio.run(check_program(code, ds, metric=args.metric, max_failures=args.max_failures,
-                                          config=_sandbox_config(args, hide)))
+
+    async def run() -> tuple[Any, str]:
+        async with Sandbox(_sandbox_config(args, hide)) as sb:
+            return await evaluate(sb, code, ds, metric=args.metric, max_failures=args.max_failures), \
+                sb.policy_text()
+
+    report, policy = asyncio.run(run())
     if args.json:
         payload = report.to_json()
         payload["program"] = args.program
+        payload["import_policy"] = policy
         sys.stdout.write(json.dumps(payload) + "\n")
     else:
         _print_report(report, args.program)
+        sys.stdout.write(f"\nimports: {policy}\n")
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
@@ -128,26 +136,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from cwm.sandbox import Sandbox
+    from cwm.sandbox.worker import diagnose
 
-    async def probe() -> list[Any]:
-        async with Sandbox(_sandbox_config(args)) as sb:
-            assert sb.plan is not None
-            return [sb.plan.mode, sb.layers]
-
-    mode, layers = asyncio.run(probe())
+    diag = asyncio.run(diagnose(_sandbox_config(args)))
+    layers = diag.layers
     if args.json:
-        sys.stdout.write(json.dumps({"launcher": mode, "layers": [
-            {"name": lyr.name, "active": lyr.active, "detail": lyr.detail, "stops": lyr.threat}
-            for lyr in layers]}) + "\n")
-        return EXIT_OK
-    sys.stdout.write(f"cwm {__version__} · Python {sys.version.split()[0]} · sandbox launcher: {mode}\n\n")
+        sys.stdout.write(json.dumps({"launcher": diag.launcher, "error": diag.error, "import_policy": diag.policy,
+                                     "layers": [{"name": lyr.name, "active": lyr.active, "detail": lyr.detail,
+                                                 "stops": lyr.threat} for lyr in layers]}) + "\n")
+        return EXIT_OK if diag.error is None else EXIT_FAILED
+    sys.stdout.write(f"cwm {__version__} · Python {sys.version.split()[0]} · sandbox launcher: {diag.launcher}\n\n")
     for lyr in layers:
         mark = "on " if lyr.active else "OFF"
         sys.stdout.write(f"  [{mark}] {lyr.name:18s} {lyr.detail}\n")
         sys.stdout.write(f"        {'':18s} stops: {lyr.threat}\n")
     off = [lyr.name for lyr in layers if not lyr.active]
-    sys.stdout.write("\n" + (f"inactive layers: {', '.join(off)}\n" if off else "all isolation layers active\n"))
+    sys.stdout.write(f"\nimports: {diag.policy}\n")
+    if diag.error is not None:
+        sys.stdout.write(f"the sandbox did not start: {diag.error}\n")
+        return EXIT_FAILED
+    sys.stdout.write(f"inactive layers: {', '.join(off)}\n" if off else "all isolation layers active\n")
     return EXIT_OK
 
 
@@ -279,7 +287,8 @@ def _usd(cost: float | None) -> str:
 
 _RUN_FIELDS = {"timeout": "timeout_s", "read_timeout": "read_timeout_s", "stream": "stream", "prices": "prices",
                "cache_dir": "cache_dir", "record": "record", "replay": "replay", "memory_mb": "memory_mb",
-               "load_timeout": "load_timeout_s", "isolation": "isolation", "preload": "preload"}
+               "load_timeout": "load_timeout_s", "isolation": "isolation", "preload": "preload",
+               "allow_import": "allow_import"}
 """`synthesize` flags shared with `ask` and `check`, and the RunConfig field each sets."""
 _RESUME_FLAGS = {"budget": "budget", "max_tokens": "max_tokens", "max_cost": "max_cost_usd",
                  "max_time": "max_seconds", "timeout": "timeout_s", "read_timeout": "read_timeout_s",
@@ -469,6 +478,32 @@ def cmd_plan_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from cwm.show import format_table, load_run, plot_curve
+
+    view = load_run(args.run_dir)
+    if args.plot:
+        plot_curve(view, args.plot)
+    if args.json:
+        sys.stdout.write(json.dumps({"nodes": [vars(r) for r in view.rows], "curve": view.curve,
+                                     "best_node": view.best, "plot": args.plot}) + "\n")
+        return EXIT_OK
+    sys.stdout.write(format_table(view) + "\n")
+    if args.plot:
+        sys.stdout.write(f"curve: {args.plot}\n")
+    return EXIT_OK
+
+
+def _allow_import(text: str) -> list[str]:
+    from cwm.sandbox.policy import validate_allow
+
+    return validate_allow(text)
+
+
+_ALLOW_IMPORT = A.ArgType("module list", _allow_import,
+                          lambda _scratch: ["", ",", "gymnasium", "not a module", "no_such_module_cwm"])
+
+
 def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sandbox")
     g.add_argument("--isolation", choices=["auto", "bwrap", "unshare", "none"], default="auto",
@@ -476,7 +511,11 @@ def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--memory-mb", type=A.positive_int, default=2048, help="address-space limit per program")
     g.add_argument("--load-timeout", type=A.positive_float, default=10.0, help="seconds to import and construct")
     g.add_argument("--preload", type=A.module_name, action="append", default=[], metavar="MODULE",
-                   help="module the fork-server imports once (e.g. gymnasium), repeatable")
+                   help="trusted reference models only: module the fork-server imports once (e.g. "
+                        "gymnasium); turns the import policy off; repeatable")
+    g.add_argument("--allow-import", type=_ALLOW_IMPORT, action="extend", default=[], metavar="MODULE[,MODULE]",
+                   help="libraries programs may import besides the standard library and numpy (e.g. mujoco); "
+                        "their dependencies come with them; the environment's own package never does")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -568,6 +607,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     _add_sandbox_flags(p)
     p.set_defaults(func=cmd_plan)
+
+    p = sub.add_parser("show", help="a run's search tree as a table, and its accuracy-against-calls curve as a PNG")
+    p.add_argument("run_dir", type=A.existing_dir, help="run directory of `cwm synthesize`")
+    p.add_argument("--plot", type=A.writable_file, metavar="FILE.png",
+                   help="also draw best accuracy against LLM calls (needs matplotlib: cwm[plot])")
+    p.add_argument("--json", action="store_true", help="print the rows and the curve as one JSON object")
+    p.set_defaults(func=cmd_show)
 
     p = sub.add_parser("plan-report", help="normalized returns per env and per split from `cwm plan --json` files")
     p.add_argument("results", type=A.readable_file, nargs="+", help="JSON files written by `cwm plan --json`")
