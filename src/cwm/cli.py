@@ -42,19 +42,9 @@ def _print_report(report: Any, program: str) -> None:
         out.write(f"\nerror ({r.error.kind}): {r.error.message}\n")
         if r.error.traceback:
             out.write("  " + r.error.traceback.rstrip().replace("\n", "\n  ") + "\n")
-    for f in r.failures:
-        out.write(f"\n✗ transition {f['index']} (trajectory {f['trajectory']}, step {f['step']}): "
-                  f"wrong {', '.join(f['mismatch'])}\n")
-        out.write(f"    state     {_fmt(f['state'])}   action {_fmt(f['action'])}\n")
-        e, p = f["expected"], f["predicted"]
-        trunc = "  (time-limit cut: done not scored)" if e["truncated"] else ""
-        out.write(f"    expected  next_state {_fmt(e['next_state'])}  reward {_fmt(e['reward'])}  "
-                  f"done {e['done']}{trunc}\n")
-        if p is not None:
-            out.write(f"    predicted next_state {_fmt(p['next_state'])}  reward {_fmt(p['reward'])}  "
-                      f"done {p['done']}\n")
-        if f.get("traceback"):
-            out.write("    " + f["traceback"].rstrip().replace("\n", "\n    ") + "\n")
+    from cwm.check_text import write_failures
+
+    write_failures(out, r, _fmt)  # each distinct traceback once; nothing listed after a load error
     if r.output.strip():
         out.write(f"\nprogram output (first {len(r.output)} characters):\n{r.output.rstrip()}\n")
 
