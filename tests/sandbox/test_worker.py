@@ -33,7 +33,9 @@ async def test_reference_example_passes(sandbox, cartpole, cartpole_code):
 
 @pytest.mark.parametrize(("code", "kind", "needle"), [
     ("class Environment(:\n    pass\n", "syntax", "line 1"),
-    ("import torch_does_not_exist\n", "import", "torch_does_not_exist"),
+    ("import torch_does_not_exist\n", "forbidden_import", "--allow-import torch_does_not_exist"),
+    ("from numpy import does_not_exist\n", "import", "does_not_exist"),
+    ("import numpy.does_not_exist\n", "import", "numpy.does_not_exist"),
     ("x = 1\n", "interface", "no class named Environment"),
     ("class Environment:\n    def set_state(self, s): pass\n", "interface", "no method step"),
     ("class Environment:\n    def __init__(self):\n        raise ValueError('bad init')\n"

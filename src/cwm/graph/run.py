@@ -96,6 +96,8 @@ class RunConfig:
     load_timeout_s: float = 10.0
     isolation: str = "auto"
     preload: list[str] = field(default_factory=list)
+    allow_import: list[str] = field(default_factory=list)
+    """Libraries candidates may import besides the standard library and numpy (--allow-import)."""
 
 
 RESUME_SETTABLE = ("budget", "max_tokens", "max_cost_usd", "max_seconds", "timeout_s", "read_timeout_s",
@@ -177,8 +179,11 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
         params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
         hide = (str(Path(cfg.dataset).resolve().parent),) if cfg.dataset else ()
         limits = Limits(memory_mb=cfg.memory_mb, load_s=cfg.load_timeout_s)
+        if cfg.preload:  # LLM-written candidates never run where the environment is already in memory
+            raise CwmError("--preload is for trusted reference models (cwm check); synthesize scores "
+                           "untrusted programs", hint="drop --preload; use --allow-import for libraries")
         box = SandboxConfig(limits=limits, isolation=cfg.isolation,  # type: ignore[arg-type]
-                            hide=(*hide, str(run_dir.resolve())), preload=tuple(cfg.preload))
+                            hide=(*hide, str(run_dir.resolve())), allow_import=tuple(cfg.allow_import))
         graph = build_graph()
         async with Sandbox(box) as sandbox, \
                 AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoint.sqlite")) as saver:
@@ -273,6 +278,7 @@ def _finish(cfg: RunConfig, run_dir: Path, state: dict[str, Any], segments: Segm
         "nodes": len(ctrl.nodes) - 1, "run_dir": str(run_dir),
         "program": str(program_path) if program_path.exists() else None,
         "plan": state.get("plan"),
+        "allow_import": list(cfg.allow_import),
         "curve": anytime_curve(ctrl.nodes),
     }
     _write_json(run_dir / "summary.json", summary)

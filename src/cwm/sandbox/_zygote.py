@@ -47,6 +47,147 @@ def _send(sock: socket.socket, obj: Any) -> None:
     sock.sendall(json.dumps(obj, allow_nan=True).encode() + b"\n")
 
 
+
+# ------------------------------------------------------------------------------- import policy
+class ForbiddenImport(ImportError):
+    """An import the policy refuses; an ImportError so ordinary fallbacks (``except ImportError``) work."""
+
+
+class ForbiddenAccess(PermissionError):
+    """A file read or ctypes call the policy refuses."""
+
+
+_INTROSPECTION = frozenset({"gc.get_objects", "gc.get_referrers", "gc.get_referents"})
+
+
+def _under(path: str, roots: Any) -> bool:
+    return any(path == r or path.startswith(r + os.sep) for r in roots)
+
+
+class _ImportGuard:
+    """The in-child half of the import policy (the filesystem view is the other half).
+
+    A meta-path finder refuses imports by name (it sees ``importlib`` and ``__import__``, which raise no
+    audit event); an audit hook, which the program cannot remove, refuses the builtin import statement
+    by name, file reads inside the environment's packages or inside libraries not allowed, and ctypes
+    unless an allowed library needs it. Every refusal is recorded: touching the environment's own
+    package fails the program even when it catches the error."""
+
+    def __init__(self, policy: dict[str, Any]) -> None:
+        self.modules = set(policy["modules"])
+        self.env_modules = set(policy["env_modules"])
+        self.env_dirs = tuple(policy["env_dirs"])
+        self.site_dirs = tuple(policy["site_dirs"])
+        self.expose = tuple(policy["expose"])
+        self.ctypes = bool(policy["ctypes"])
+        self.allowed_user = list(policy["allowed"])
+        self.violations: list[dict[str, str]] = []
+        self.busy = False
+
+    def allowed(self, name: str) -> bool:
+        top = name.partition(".")[0]
+        if top in self.env_modules:
+            return False
+        return (top in self.modules or top in sys.stdlib_module_names or top in sys.builtin_module_names
+                or top == "__main__")
+
+    def _deny_import(self, name: str) -> ForbiddenImport:
+        top = name.partition(".")[0]
+        if top in self.env_modules:
+            msg = (f"import of {name!r} is forbidden: {top} implements the environment being modelled; "
+                   "a Code World Model must simulate the dynamics itself, not wrap the real environment")
+            kind = "environment"
+        else:
+            now = "the standard library and numpy" + (f", {', '.join(self.allowed_user)}" if self.allowed_user
+                                                         else "")
+            msg = (f"import of {name!r} is forbidden: only {now} may be imported "
+                   f"(run with --allow-import {top} to allow it)")
+            kind = "library"
+        self.violations.append({"what": "import", "name": name, "kind": kind, "message": msg})
+        return ForbiddenImport(msg, name=name)
+
+    def _deny_path(self, path: str) -> ForbiddenAccess | None:
+        if _under(path, self.env_dirs):
+            msg = (f"reading {path!r} is forbidden: it belongs to the environment's implementation; "
+                   "a Code World Model must describe the environment itself")
+            self.violations.append({"what": "open", "name": path, "kind": "environment", "message": msg})
+            return ForbiddenAccess(msg)
+        if _under(path, self.site_dirs) and not _under(path, self.expose):
+            msg = f"reading {path!r} is forbidden: it belongs to a library that is not allowed"
+            self.violations.append({"what": "open", "name": path, "kind": "library", "message": msg})
+            return ForbiddenAccess(msg)
+        return None
+
+    # meta-path finder protocol
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> None:
+        if not self.allowed(fullname):
+            raise self._deny_import(fullname)
+        return None
+
+    def invalidate_caches(self) -> None:
+        pass
+
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        if self.busy:
+            return
+        if event == "import":
+            if not self.allowed(str(args[0])):
+                raise self._deny_import(str(args[0]))
+        elif event == "open":
+            target = args[0] if args else None
+            if isinstance(target, (str, bytes)):
+                self.busy = True
+                try:
+                    err = self._deny_path(os.path.realpath(os.fsdecode(target)))
+                finally:
+                    self.busy = False
+                if err is not None:
+                    raise err
+        elif event in _INTROSPECTION:
+            msg = f"{event} is forbidden in the sandbox (it would reach the sandbox's own objects)"
+            self.violations.append({"what": "introspection", "name": event, "kind": "library", "message": msg})
+            raise ForbiddenAccess(msg)
+        elif event.startswith("ctypes.") and not self.ctypes:
+            msg = "ctypes is forbidden: a Code World Model needs no foreign function calls"
+            self.violations.append({"what": "ctypes", "name": event, "kind": "library", "message": msg})
+            raise ForbiddenAccess(msg)
+
+    def environment_touched(self) -> dict[str, str] | None:
+        return next((v for v in self.violations if v["kind"] == "environment"), None)
+
+
+def _install_guard(policy: dict[str, Any] | None) -> _ImportGuard | None:
+    """Purge what the fork-server imported beyond the policy, then guard every later import and read."""
+    if not policy or policy.get("mode") == "trusted":
+        return None
+    guard = _ImportGuard(policy)
+    for name in list(sys.modules):
+        if not guard.allowed(name):
+            del sys.modules[name]
+    sys.meta_path.insert(0, guard)
+    sys.path_importer_cache.clear()
+    sys.addaudithook(guard.audit)
+    return guard
+
+
+def _forbidden_error(guard: _ImportGuard | None, exc: BaseException | None) -> dict[str, Any] | None:
+    """The classified error when the program touched the environment, or died of a refused import."""
+    if guard is None:
+        return None
+    hit = guard.environment_touched()
+    if hit is None and exc is not None:
+        chain: BaseException | None = exc
+        while chain is not None and not isinstance(chain, (ForbiddenImport, ForbiddenAccess)):
+            chain = chain.__cause__ or chain.__context__
+        if chain is not None:
+            hit = next((v for v in reversed(guard.violations) if v["message"] == str(chain)),
+                       {"message": str(chain), "name": "", "what": "import"})
+    if hit is None:
+        return None
+    return {"kind": "forbidden_import", "message": hit["message"], "module": hit.get("name", ""),
+            "traceback": _tb(exc) if exc is not None else None}
+
+
 # ----------------------------------------------------------------------------------- child side
 class _BoundedText:
     """sys.stdout/sys.stderr replacement that keeps the first ``cap`` characters and drops the rest."""
@@ -161,10 +302,11 @@ def _encode(out: Any) -> dict[str, Any]:
             "d": bool(dd.reshape(-1)[0])}
 
 
-def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str) -> None:
+def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str, policy: dict[str, Any] | None) -> None:
     """Load the program, then answer step requests until the evaluator closes the socket."""
     limits = req["limits"]
     _limit_child(limits, scratch)
+    guard = _install_guard(policy)
     out = _BoundedText(int(limits["output_chars"]))
     sys.stdout = sys.stderr = out
     code: str = req["code"]
@@ -189,14 +331,17 @@ def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str) -> None
     except SyntaxError as exc:
         reply = {"ok": False, "error": _error("syntax", exc, code)}
     except ImportError as exc:
-        reply = {"ok": False, "error": _error("import", exc, code)}
+        reply = {"ok": False, "error": _forbidden_error(guard, exc) or _error("import", exc, code)}
     except MemoryError as exc:
         reply = {"ok": False, "error": _error("memory", exc, code)}
     except SystemExit as exc:
         reply = {"ok": False, "error": {"kind": "crash", "message":
                  f"the program called exit({exc.code!r}) while loading", "traceback": _tb(exc)}}
     except BaseException as exc:
-        reply = {"ok": False, "error": _error("runtime", exc, code)}
+        reply = {"ok": False, "error": _forbidden_error(guard, exc) or _error("runtime", exc, code)}
+    touched = _forbidden_error(guard, None)
+    if touched is not None:  # it reached for the environment, even if it caught the refusal
+        reply, env = {"ok": False, "error": touched}, None
     reply["output"] = out.text()
     _send(sock, reply)
     if env is None:
@@ -214,15 +359,30 @@ def _serve_child(sock: socket.socket, req: dict[str, Any], scratch: str) -> None
         msg = json.loads(line)
         op = msg.get("op", "step")
         if op != "step":
-            _send(sock, _guarded(lambda op=op, msg=msg: planner.run(op, msg), code))
-            continue
+            answer = _guarded(lambda op=op, msg=msg: planner.run(op, msg), code)
+            if not _fatal(sock, guard):
+                _send(sock, answer)
+                continue
+            return
         for state, action in msg["items"]:
             def one(state: Any = state, action: Any = action) -> dict[str, Any]:
                 env.set_state(_to_input(state, sk, sd))
                 return _encode(env.step(_to_input(action, ak, ad)))
 
             signal.setitimer(signal.ITIMER_REAL, per_item)
-            _send(sock, _guarded(one, code))
+            answer = _guarded(one, code)
+            if _fatal(sock, guard):
+                return
+            _send(sock, answer)
+
+
+def _fatal(sock: socket.socket, guard: _ImportGuard | None) -> bool:
+    """After the program reached for the environment, answer nothing more: one fatal record, then stop."""
+    hit = _forbidden_error(guard, None)
+    if hit is None:
+        return False
+    _send(sock, {"fatal": hit})
+    return True
 
 
 def _guarded(fn: Any, code: str) -> dict[str, Any]:
@@ -239,6 +399,8 @@ def _guarded(fn: Any, code: str) -> dict[str, Any]:
         return {"error": _error("memory", exc, code)}
     except TransitionTimeout as exc:
         return {"error": {"kind": "timeout", "message": str(exc), "traceback": _tb(exc)}}
+    except (ForbiddenImport, ForbiddenAccess) as exc:
+        return {"error": {"kind": "forbidden_import", "message": str(exc), "traceback": _tb(exc)}}
     except BaseException as exc:
         return {"error": _error("runtime", exc, code)}
 
@@ -357,6 +519,25 @@ def _self_report() -> dict[str, Any]:
     }
 
 
+def _load_policy() -> dict[str, Any] | None:
+    raw = os.environ.get("CWM_POLICY", "")
+    if not raw:
+        return None
+    policy: dict[str, Any] = json.loads(raw)
+    return policy
+
+
+def _preload(names: str) -> dict[str, str]:
+    """Import the trusted preload modules once; failures are reported to the evaluator, not swallowed."""
+    failed: dict[str, str] = {}
+    for mod in filter(None, names.split(",")):
+        try:
+            __import__(mod)
+        except BaseException as exc:  # any failure of a preload is reported, not swallowed
+            failed[mod] = f"{type(exc).__name__}: {exc}"[:500]
+    return failed
+
+
 def main() -> None:
     ctrl = socket.socket(fileno=int(sys.argv[1]) if len(sys.argv) > 1 else CTRL_FD)
     base = os.environ.get("CWM_SCRATCH", "/tmp/cwm-sandbox")
@@ -384,10 +565,8 @@ def main() -> None:
             return {"id": sid, "signal": os.WTERMSIG(status)}
         return {"id": sid, "exit": os.WEXITSTATUS(status)}
 
-    preload = os.environ.get("CWM_PRELOAD", "")
-    for mod in filter(None, preload.split(",")):
-        with contextlib.suppress(Exception):
-            __import__(mod)
+    policy = _load_policy()
+    preload_errors = _preload(os.environ.get("CWM_PRELOAD", ""))
     while True:
         while b"\n" not in buf:
             msg_bytes, fds, _, _ = socket.recv_fds(ctrl, 1 << 20, 4)
@@ -401,7 +580,8 @@ def main() -> None:
         req = json.loads(line)
         op = req.get("op")
         if op == "hello":
-            _send(ctrl, _self_report())
+            _send(ctrl, {**_self_report(), "preload_errors": preload_errors,
+                         "policy": policy is not None and policy.get("mode") != "trusted"})
         elif op == "spawn":
             fd = pending_fds.pop(0)
             sid = str(req["id"])
@@ -418,7 +598,7 @@ def main() -> None:
                     for other_fd in pending_fds:
                         os.close(other_fd)
                     child_sock = socket.socket(fileno=fd)
-                    _serve_child(child_sock, req, scratch)
+                    _serve_child(child_sock, req, scratch, policy)
                 except BaseException:
                     code = 70
                 os._exit(code)

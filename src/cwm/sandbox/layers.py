@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from cwm.sandbox.policy import ImportPolicy, describe_enforcement
+
 Isolation = Literal["auto", "bwrap", "unshare", "none"]
 
 THREATS: dict[str, str] = {
@@ -28,6 +30,7 @@ THREATS: dict[str, str] = {
     "pid-namespace": "seeing or signalling the evaluator and other host processes",
     "filesystem-view": "writing anywhere but a private tmpfs; reading the home, project and datasets",
     "seccomp": "sockets, exec, fork, ptrace, kill and namespace tricks at the syscall level",
+    "import-policy": "borrowing the real environment (gymnasium, its assets) or libraries not allowed",
 }
 
 
@@ -69,10 +72,15 @@ def unshare_available() -> bool:
     return exe is not None and os.geteuid() == 0 and _works((exe, "--net", "--pid", "--fork"))
 
 
-def _needed_paths(extra: Sequence[str]) -> list[str]:
-    """Paths the interpreter needs inside the view: its prefixes and site-packages."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))}
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
+def _needed_paths(extra: Sequence[str], *, with_site: bool) -> list[str]:
+    """Paths the interpreter needs inside the view, wherever they live (a venv under /tmp included): the
+    executable as invoked and its real file, the prefixes, the standard library and, unless an import
+    policy hides them, the site-packages directories."""
+    exe = os.path.abspath(sys.executable)
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(exe),
+             os.path.dirname(os.path.realpath(exe))}
+    keys = ("stdlib", "platstdlib", "purelib", "platlib") if with_site else ("stdlib", "platstdlib")
+    for key in keys:
         paths.add(sysconfig.get_paths()[key])
     paths.update(extra)
     return sorted(p for p in paths if p and os.path.exists(p))
@@ -86,52 +94,98 @@ def _hidden_defaults() -> list[str]:
     return out
 
 
-def bwrap_args(hide: Sequence[str], keep: Sequence[str], env: dict[str, str]) -> list[str]:
-    """bubblewrap arguments: read-only root, private /tmp, fresh /dev and /proc, new namespaces,
-    secrets hidden by empty tmpfs (or /dev/null for files), interpreter paths re-exposed read-only."""
+def _under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+class _View:
+    """The mount table being built, so each step knows what the program would see at a path.
+
+    bubblewrap applies its arguments in order and a later mount over a directory covers earlier mounts
+    below it, so a path is visible when the last mount at or above it is a bind (or there is none)."""
+
+    def __init__(self, args: list[str]) -> None:
+        self.args = args
+        self.mounts: list[tuple[str, str]] = [("tmpfs", "/tmp"), ("tmpfs", "/dev"), ("tmpfs", "/proc")]
+        self.made: set[str] = set()
+
+    def covering(self, path: str) -> tuple[str, str] | None:
+        for kind, at in reversed(self.mounts):
+            if _under(path, at):
+                return kind, at
+        return None
+
+    def visible(self, path: str) -> bool:
+        cov = self.covering(path)
+        return cov is None or cov[0] == "bind"
+
+    def hide(self, path: str) -> None:
+        if path in ("/", "/tmp") or not self.visible(path):
+            return
+        if os.path.isdir(path):
+            self.args += ["--tmpfs", path]
+        else:
+            self.args += ["--ro-bind", "/dev/null", path]
+        self.mounts.append(("tmpfs", path))
+        self.made = {d for d in self.made if not _under(d, path)}
+
+    def bind(self, src: str, dest: str) -> None:
+        if self.visible(dest) and src == dest:
+            return
+        cov = self.covering(dest)
+        if cov is not None and cov[0] == "tmpfs":
+            # bubblewrap creates missing parents 0700 (unreadable to the dropped uid): make them 0755
+            parent, chain = os.path.dirname(dest), []
+            while len(parent) > len(cov[1]) and parent not in self.made:
+                chain.append(parent)
+                parent = os.path.dirname(parent)
+            for d in reversed(chain):
+                self.args += ["--perms", "0755", "--dir", d]
+                self.made.add(d)
+        self.args += ["--ro-bind", src, dest]
+        self.mounts.append(("bind", dest))
+
+
+def bwrap_args(hide: Sequence[str], keep: Sequence[str], env: dict[str, str], *,
+               expose: Sequence[str] = (), forbid: Sequence[str] = ()) -> list[str]:
+    """bubblewrap arguments: read-only root, private /tmp, fresh /dev and /proc, new namespaces; ``hide``
+    behind empty tmpfs mounts (or /dev/null for files); the interpreter's paths (``keep``) re-exposed
+    read-only wherever they are, then ``hide`` applied again inside them (a venv in the project, the
+    site-packages of an import policy); ``expose`` (allowed packages) re-exposed inside those; ``forbid``
+    (the environment's implementation) hidden last, so nothing above can re-expose it."""
     exe = shutil.which("bwrap") or "bwrap"
     args = [exe, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             "--die-with-parent", "--new-session", "--clearenv", "--chdir", "/tmp"]
     for key, val in env.items():
         args += ["--setenv", key, val]
-    keep_real = [os.path.realpath(k) for k in keep]
-    dirs = sorted({os.path.realpath(h) for h in hide if os.path.isdir(h)}, key=len)
-    files = sorted({os.path.realpath(h) for h in hide if os.path.isfile(h)})
-    mounted: list[str] = []
-    for d in dirs:
-        if d in ("/", "/tmp") or any(d.startswith(m + os.sep) or d == m for m in mounted):
-            continue
-        args += ["--tmpfs", d]
-        mounted.append(d)
-    made: set[str] = set()
-    for k in keep_real:
-        inside = [m for m in mounted if k == m or k.startswith(m + os.sep)]
-        if not inside:
-            continue
-        # bubblewrap creates missing parents 0700 (unreadable to the dropped uid): make them 0755
-        parent, chain = os.path.dirname(k), []
-        while parent != inside[0] and parent not in made and len(parent) > len(inside[0]):
-            chain.append(parent)
-            parent = os.path.dirname(parent)
-        for d in reversed(chain):
-            args += ["--perms", "0755", "--dir", d]
-            made.add(d)
-        args += ["--ro-bind", k, k]
-    # data inside a re-exposed path (a venv in the project, the package's own datasets) hides again
-    for d in dirs:
-        if any(d.startswith(k + os.sep) for k in keep_real):
-            args += ["--tmpfs", d]
-    for f in files:
-        args += ["--ro-bind", "/dev/null", f]
+    view = _View(args)
+    hidden = sorted({os.path.realpath(h) for h in hide if os.path.exists(h)}, key=len)
+    for h in hidden:
+        view.hide(h)
+    for k in sorted({os.path.abspath(k) for k in keep}, key=len):
+        real = os.path.realpath(k)
+        view.bind(real, real)
+        if k != real:
+            view.bind(real, k)  # the path as invoked (a symlinked venv directory), not only its target
+    for h in hidden:
+        view.hide(h)
+    for e in sorted({os.path.realpath(e) for e in expose if os.path.exists(e)}, key=len):
+        view.bind(e, e)
+    for f in sorted({os.path.realpath(f) for f in forbid if os.path.exists(f)}, key=len):
+        view.hide(f)
     return args
 
 
 def plan_launch(isolation: Isolation, hide: Sequence[str], keep: Sequence[str],
-                env: dict[str, str]) -> LaunchPlan:
+                env: dict[str, str], policy: ImportPolicy | None = None) -> LaunchPlan:
     if isolation in ("auto", "bwrap") and bwrap_available():
-        return LaunchPlan("bwrap", tuple(bwrap_args([*_hidden_defaults(), *hide],
-                                                    _needed_paths(keep), env)))
+        enforced = policy is not None and policy.enforced
+        site = list(policy.site_dirs) if enforced and policy is not None else []
+        return LaunchPlan("bwrap", tuple(bwrap_args(
+            [*_hidden_defaults(), *hide, *site], _needed_paths(keep, with_site=not enforced), env,
+            expose=policy.expose if enforced and policy is not None else (),
+            forbid=policy.env_dirs if enforced and policy is not None else ())))
     if isolation == "bwrap":
         from cwm.errors import CwmError
 
@@ -143,7 +197,8 @@ def plan_launch(isolation: Isolation, hide: Sequence[str], keep: Sequence[str],
     return LaunchPlan("none", ())
 
 
-def describe_layers(plan: LaunchPlan, hello: dict[str, Any], *, drop_uid: bool, seccomp: bool) -> list[Layer]:
+def describe_layers(plan: LaunchPlan, hello: dict[str, Any], *, drop_uid: bool, seccomp: bool,
+                    policy: ImportPolicy | None = None) -> list[Layer]:
     """The layers in force, from the launch plan and what the fork-server reported about itself."""
     ifaces = hello.get("interfaces") or []
     net = ifaces == ["lo"]
@@ -168,6 +223,9 @@ def describe_layers(plan: LaunchPlan, hello: dict[str, Any], *, drop_uid: bool, 
               "libseccomp filter via pyseccomp" if hello.get("seccomp") and seccomp else
               "no syscall filter (pyseccomp/libseccomp2 missing or disabled)"),
     ]
+    if policy is not None:
+        layers.append(Layer("import-policy", policy.enforced and bool(hello.get("policy")),
+                            describe_enforcement(policy, plan.mode == "bwrap")))
     return layers
 
 

@@ -21,17 +21,20 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import structlog
 
 from cwm.errors import CwmError
 from cwm.sandbox.layers import Isolation, LaunchPlan, Layer, describe_layers, plan_launch, zygote_source
+from cwm.sandbox.policy import ImportPolicy, build_policy, describe_enforcement
 
 log = structlog.get_logger("cwm.sandbox")
 
 LINE_LIMIT = 16 << 20
+MIN_MEMORY_MB = 64
+"""Below this the child cannot even hold the fork-server's numpy mappings."""
 _PASS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # correctness settings some CPUs need
 
 
@@ -55,6 +58,21 @@ class Limits:
     output_chars: int = 8192
     drop_uid: bool = True
     seccomp: bool = True
+
+    def __post_init__(self) -> None:
+        # a non-positive limit would silently remove it (RLIMIT_AS of -5 MiB means "unlimited")
+        if self.memory_mb < MIN_MEMORY_MB:
+            raise CwmError(f"--memory-mb must be at least {MIN_MEMORY_MB} (got {self.memory_mb})",
+                           hint="the limit is the address space of one program, numpy included")
+        for name in ("load_s", "base_s", "transition_s"):
+            val = getattr(self, name)
+            if not (isinstance(val, (int, float)) and math.isfinite(val) and val > 0):
+                flag = "--load-timeout" if name == "load_s" else name
+                raise CwmError(f"{flag} must be a positive number of seconds (got {val})")
+        if self.per_transition_s < 0 or self.file_bytes < 0 or self.max_tasks < 0 or self.output_chars < 0:
+            raise CwmError("sandbox limits must not be negative")
+        if self.cpu_s is not None and self.cpu_s < 1:
+            raise CwmError(f"the CPU-time limit must be at least 1 s (got {self.cpu_s})")
 
     def deadline(self, n: int) -> float:
         return self.base_s + self.per_transition_s * n
@@ -185,7 +203,7 @@ class ProgramSession:
         assert isinstance(err, dict)
         await self.close()
         kind = err.get("kind") if err.get("kind") in ("syntax", "import", "interface", "runtime", "memory",
-                                                        "crash") else "protocol"
+                                                        "crash", "forbidden_import") else "protocol"
         return LoadResult(False, ProgramError(str(kind), str(err.get("message", ""))[:4000],
                                               _str_or_none(err.get("traceback"))), output,
                           elapsed_s=time.perf_counter() - t0)
@@ -205,6 +223,7 @@ class ProgramSession:
                     msg = await self._line()
                     if msg is None:
                         raise await self._died(f"while computing item {len(answered)} of the request", answered)
+                    _raise_fatal(msg, answered)
                     answered.append(msg)
         except TimeoutError:
             await self.close()
@@ -239,6 +258,11 @@ class ProgramSession:
             raise await self._died("during a planning request", []) from None
         if msg is None:
             raise await self._died("during a planning request", [])
+        try:
+            _raise_fatal(msg, [])
+        except SessionFailed:
+            await self.close()
+            raise
         return msg
 
     async def close(self) -> dict[str, Any]:
@@ -252,6 +276,14 @@ class ProgramSession:
         return self.exit_status
 
 
+def _raise_fatal(msg: dict[str, Any], answered: list[dict[str, Any]]) -> None:
+    """The child ends a session with one ``fatal`` record when the program reached for the environment."""
+    fatal = msg.get("fatal")
+    if isinstance(fatal, dict):
+        raise SessionFailed(ProgramError("forbidden_import", str(fatal.get("message", ""))[:4000],
+                                         _str_or_none(fatal.get("traceback"))), answered)
+
+
 def _str_or_none(v: Any) -> str | None:
     return v[:8000] if isinstance(v, str) else None
 
@@ -263,7 +295,10 @@ class SandboxConfig:
     hide: tuple[str, ...] = ()
     """Extra files or directories the program must not read (the dataset being scored, for one)."""
     preload: tuple[str, ...] = ()
-    """Modules the fork-server imports once so that children start warm (numpy always)."""
+    """Modules the fork-server imports once so that children start warm (numpy always). For trusted
+    reference models only: a preloading sandbox enforces no import policy (the modules are in memory)."""
+    allow_import: tuple[str, ...] = ()
+    """Libraries candidates may import besides the standard library and numpy (``--allow-import``)."""
 
 
 class Sandbox:
@@ -273,6 +308,7 @@ class Sandbox:
         self.config = config or SandboxConfig()
         self.layers: list[Layer] = []
         self.plan: LaunchPlan | None = None
+        self.policy: ImportPolicy | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._ctrl: socket.socket | None = None
         self._ctrl_lock = asyncio.Lock()
@@ -301,9 +337,12 @@ class Sandbox:
         from cwm.envs.dataset import bundled_path
 
         env = self._env()
+        policy = build_policy(tuple(self.config.allow_import), tuple(self.config.preload))
+        if policy.enforced:
+            env["CWM_POLICY"] = json.dumps(policy.wire())
         data_dir = bundled_path("CartPole-v1")
         hide = [*self.config.hide, *([str(data_dir.parent)] if data_dir else [])]
-        plan = plan_launch(self.config.isolation, hide, [], env)
+        plan = plan_launch(self.config.isolation, hide, [], env, policy)
         if plan.mode != "bwrap":
             self._scratch = tempfile.mkdtemp(prefix="cwm-sandbox-")
             os.chmod(self._scratch, 0o755)
@@ -333,11 +372,30 @@ class Sandbox:
                            f"{err.decode(errors='replace').strip()[-800:] or exc}",
                            hint="run `cwm doctor`, or try --isolation none to see if the layers are at fault") \
                 from exc
+        failed = hello.get("preload_errors") or {}
+        if failed:
+            await self.close()
+            mod, why = next(iter(failed.items()))
+            raise CwmError(f"--preload {mod}: the sandbox could not import it ({why})",
+                           hint="preload only installed modules that a trusted reference model needs")
         lim = self.config.limits
-        self.layers = describe_layers(plan, hello, drop_uid=lim.drop_uid, seccomp=lim.seccomp)
+        self.policy = policy
+        self.layers = describe_layers(plan, hello, drop_uid=lim.drop_uid, seccomp=lim.seccomp, policy=policy)
         for layer in self.layers:
             if not layer.active:
                 log.warning("sandbox layer inactive", layer=layer.name, detail=layer.detail, stops=layer.threat)
+
+    def policy_text(self) -> str:
+        """What candidates may import here and how that is enforced (for every report)."""
+        if self.policy is None or self.plan is None:
+            return "not started"
+        return describe_enforcement(self.policy, self.plan.mode == "bwrap")
+
+    def effective_limits(self, lim: Limits) -> Limits:
+        """``lim`` with the threads an allowed library needs (never fewer than asked)."""
+        if self.policy is not None and self.policy.threads > lim.max_tasks:
+            return replace(lim, max_tasks=self.policy.threads)
+        return lim
 
     async def _read_ctrl_line(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
@@ -372,7 +430,7 @@ class Sandbox:
     async def open(self, code: str, io: IOSpec | None = None, limits: Limits | None = None) -> ProgramSession:
         """Start a child for ``code``; call ``load()`` on the result before stepping."""
         await self.start()
-        lim = limits or self.config.limits
+        lim = self.effective_limits(limits or self.config.limits)
         sid = str(next(self._ids))
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         req = {"op": "spawn", "id": sid, "code": code, "limits": lim.wire(), **asdict(io or IOSpec())}
@@ -411,3 +469,34 @@ class Sandbox:
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
+
+
+@dataclass
+class Diagnosis:
+    """What ``cwm doctor`` reports: the launcher, each layer, the import policy, and any start failure."""
+
+    launcher: str
+    layers: list[Layer]
+    policy: str
+    error: str | None = None
+
+
+async def diagnose(config: SandboxConfig) -> Diagnosis:
+    """Start a sandbox and report its layers; a launcher that fails is reported, never raised."""
+    sb = Sandbox(config)
+    try:
+        await sb.start()
+        assert sb.plan is not None
+        return Diagnosis(sb.plan.mode, sb.layers, sb.policy_text())
+    except CwmError as exc:
+        error = str(exc)
+        plan = sb.plan or LaunchPlan("none", ())
+        policy = build_policy(tuple(config.allow_import), tuple(config.preload))
+        layers = [Layer("fork-server", False, f"did not start: {error}")]
+        layers += [Layer(lyr.name, False, "not checked: the fork-server did not start")
+                   for lyr in describe_layers(plan, {}, drop_uid=config.limits.drop_uid,
+                                              seccomp=config.limits.seccomp, policy=policy)[1:]]
+        return Diagnosis(plan.mode if sb.plan is not None else config.isolation, layers,
+                         describe_enforcement(policy, plan.mode == "bwrap"), error)
+    finally:
+        await sb.close()
