@@ -1,7 +1,20 @@
 """cwm: Code World Models written by LLMs, searched with GIF-MCTS, scored in a sandbox."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from cwm.errors import CwmError
 
 __version__ = "0.1.0"
 
-__all__ = ["CwmError", "__version__"]
+__all__ = ["CwmError", "__version__", "as_env"]
+
+
+def __getattr__(name: str) -> Any:
+    # heavy parts (gymnasium, the sandbox) load on first use, so `import cwm` stays cheap for the CLI
+    if name == "as_env":
+        from cwm.model_env import as_env
+
+        return as_env
+    raise AttributeError(f"module 'cwm' has no attribute {name!r}")
