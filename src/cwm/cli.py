@@ -404,12 +404,10 @@ def cmd_plan(args: argparse.Namespace) -> int:
     resolve_gym_id(args.env)
     cfg = PlanConfig(env=args.env, model=args.model, episodes=args.episodes, seed=args.seed, cem=args.cem,
                      simulations=args.simulations, max_steps=args.max_steps)
-    show = not args.json and sys.stderr.isatty()
+    from cwm.plan_text import PlanProgress
 
-    def progress(ep: int, total: int, step: int, ret: float) -> None:
-        if show and step % 10 == 0:
-            sys.stderr.write(f"\repisode {ep + 1}/{total} · step {step} · return {ret:.1f}".ljust(60))
-            sys.stderr.flush()
+    # a terminal gets one live line; a log or pipe gets a plain line per episode (and a heartbeat)
+    progress = PlanProgress(sys.stderr, tty=sys.stderr.isatty() and not args.json)
 
     try:
         result = asyncio.run(_plan_in_sandbox(cfg, args, progress))
@@ -423,8 +421,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
             if err.traceback:
                 sys.stderr.write(err.traceback.rstrip() + "\n")
         return EXIT_FAILED
-    if show:
-        sys.stderr.write("\n")
+    progress.finish()
     if args.json:
         sys.stdout.write(json.dumps(result) + "\n")
         return EXIT_OK
@@ -456,15 +453,14 @@ def cmd_plan_report(args: argparse.Namespace) -> int:
         if not isinstance(data, dict) or "env" not in data or "planner" not in data:
             raise CwmError(f"{path!r} is not a `cwm plan --json` result")
         results.append(data)
-    report = split_report(results)
+    from cwm.plan_text import format_report, pool_by_env
+
+    rows = pool_by_env(results)  # a repeated env is pooled (episodes together), never counted twice
+    report = {**split_report([dict(r) for r in rows]), "envs": rows}
     if args.json:
         sys.stdout.write(json.dumps(report) + "\n")
         return EXIT_OK
-    for env, norm in report["per_env"].items():
-        sys.stdout.write(f"{env:28s} {'n/a' if norm is None else f'{norm:.3f}'}\n")
-    for split, mean in report["split_mean"].items():
-        n = report["split_count"][split]
-        sys.stdout.write(f"{split} mean ({n} envs): {'n/a' if mean is None else f'{mean:.3f}'}\n")
+    sys.stdout.write(format_report(rows, report) + "\n")
     return EXIT_OK
 
 
