@@ -201,3 +201,39 @@ def test_ctrl_c_names_the_resume_command(tmp_path):
     assert proc.returncode == 130
     assert f"resume with: cwm synthesize --resume {run_dir}" in err
     assert "Traceback" not in err
+
+
+def test_max_time_and_wall_time_skip_the_downtime_between_segments(tmp_path, monkeypatch, capsys):
+    """Three hours pass between two segments (a shifted clock): the resumed run neither counts them in
+    ``wall_s`` nor stops on ``--max-time 600`` because of them."""
+    from cwm.cli import main
+
+    real, shift = time.time, [0.0]
+    monkeypatch.setattr(time, "time", lambda: real() + shift[0])
+    run_dir = tmp_path / "run"
+    with serve_in_thread(FakeLLMServer(scripted(["weak_force", "never_done"]))) as server:
+        assert main(["synthesize", "--env", "CartPole-v1", "--llm", f"openai:fake@{server.base_url}", "--budget",
+                     "2", "--max-time", "600", "--out", str(run_dir), "--json"]) == 1
+        capsys.readouterr()
+        shift[0] = 3 * 3600.0
+        assert main(["synthesize", "--resume", str(run_dir), "--budget", "4", "--json"]) == 1
+    out = json.loads(capsys.readouterr().out)
+    assert out["stop"] == "budget" and out["search_calls"] == 4
+    assert out["segments"] == 2 and out["wall_s"] < 600 and out["search_s"] < 600
+
+
+def test_record_then_replay_a_whole_run_offline(tmp_path, capsys):
+    from cwm.cli import main
+
+    cassette = tmp_path / "run.jsonl"
+    with serve_in_thread(FakeLLMServer(scripted(["weak_force", "good"]))) as server:
+        url = f"openai:fake@{server.base_url}"
+        assert main(["synthesize", "--env", "CartPole-v1", "--llm", url, "--budget", "3", "--record",
+                     str(cassette), "--out", str(tmp_path / "a"), "--json"]) == 0
+        recorded = json.loads(capsys.readouterr().out)
+    # the server is gone: every call is answered from the cassette, and none is paid
+    assert main(["synthesize", "--env", "CartPole-v1", "--llm", url, "--budget", "3", "--replay", str(cassette),
+                 "--out", str(tmp_path / "b"), "--json"]) == 0
+    replayed = json.loads(capsys.readouterr().out)
+    assert replayed["curve"] == recorded["curve"] and replayed["accuracy"] == 1.0
+    assert (recorded["llm_calls"], replayed["llm_calls"]) == (recorded["search_calls"], 0)
