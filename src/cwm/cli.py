@@ -558,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=A.positive_int, default=1, help="expansions in flight at once (default 1)")
     p.add_argument("--method", choices=["gif-mcts", "worldcoder", "best-of-n"], default="gif-mcts")
     p.add_argument("--out", type=A.writable_dir, help="run directory (default runs/ENV-METHOD-TIME)")
-    p.add_argument("--resume", type=A.existing_dir, metavar="RUN_DIR", help="continue a run that was interrupted")
+    p.add_argument("--resume", type=A.run_dir, metavar="RUN_DIR", help="continue a run that was interrupted")
     p.add_argument("--dataset", type=A.readable_file, help="cwm dataset (.npz) for a custom environment")
     p.add_argument("--description", type=A.readable_file, help="description file for a custom environment")
     p.add_argument("--heldout", type=A.float_range(0, 1, high_open=True), default=0.2,

@@ -191,6 +191,18 @@ existing_dir = ArgType("existing directory", _existing_dir,
                        lambda s: ["", str(s / "missing"), str(s / "a_file.txt")])
 
 
+def _run_dir(text: str) -> str:
+    _existing_dir(text)
+    if not (Path(text) / "config.json").is_file():
+        _fail(f"{text!r} is not a cwm run directory (no config.json): pass the --out directory of an earlier "
+              "`cwm synthesize`")
+    return text
+
+
+run_dir = ArgType("run directory", _run_dir,
+                  lambda s: ["", str(s / "missing"), str(s / "a_file.txt"), str(s / "a_dir")])
+
+
 def _parent_ok(p: Path, text: str) -> None:
     for parent in p.absolute().parents:
         if parent.exists():
