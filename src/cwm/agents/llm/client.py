@@ -170,8 +170,11 @@ class LLMClient:
 
     async def _call(self, messages: list[Message], params: SamplingParams) -> Completion:
         adapter = await self._get_adapter()
-        payload = adapter.payload(messages, params, self.stream)
-        if not self.stream:
+        # the embedded server is a managed, health-checked child whose streams carry no token usage:
+        # ask it for one body and keep exact token counts
+        stream = self.stream and self.spec.api != "local"
+        payload = adapter.payload(messages, params, stream)
+        if not stream:
             data, attempts = await self.transport.call(adapter.url, adapter.headers(), payload)
             assert data is not None
             completion = adapter.parse(data, messages)
