@@ -196,7 +196,8 @@ def test_collect_may_overwrite_a_dataset_but_not_another_file(scratch: Path, stu
     target.write_bytes(dataset.read_bytes())
     with pytest.raises(Reached):
         cli.main(["collect", "CartPole-v1", "--out", str(target)])
-    _assert_refused(["collect", "CartPole-v1", "--out", str(scratch / "a_file.txt")], capsys, mention="not a cwm dataset")
+    _assert_refused(["collect", "CartPole-v1", "--out", str(scratch / "a_file.txt")], capsys,
+                    mention="not a cwm dataset")
 
 
 @pytest.mark.parametrize("argv", [
