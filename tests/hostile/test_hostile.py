@@ -180,11 +180,13 @@ async def test_killing_the_evaluator_fails(hostile_sandbox, cartpole_small, code
     ("import sys\nsys.exit(0)\n", "crash"),
     ("import os\nos._exit(0)\n", "crash"),
     (step_prog("import os; os._exit(0)"), "crash"),
-    ("import ctypes\nctypes.string_at(0)\n", "crash"),
-    (step_prog("import ctypes; ctypes.string_at(0)"), "crash"),
+    ("import faulthandler\nfaulthandler._sigsegv()\n", "crash"),
+    (step_prog("import faulthandler; faulthandler._sigsegv()"), "crash"),
+    ("import ctypes\nctypes.string_at(0)\n", "forbidden_import"),  # ctypes is refused before it reads
     ("import sys\nsys.setrecursionlimit(10**7)\ndef f(n):\n    return f(n + 1) + 1\nf(0)\n",
      "crash|memory|timeout"),
-], ids=["sys-exit-0", "os-exit-0", "exit-in-step", "segfault", "segfault-in-step", "deep-recursion"])
+], ids=["sys-exit-0", "os-exit-0", "exit-in-step", "segfault", "segfault-in-step", "ctypes-null-read",
+        "deep-recursion"])
 async def test_early_exits_and_crashes_are_classified(hostile_sandbox, cartpole_small, code, kind):
     report = await _run(hostile_sandbox, code, cartpole_small)
     assert report.error is not None and report.error.kind in kind.split("|")
@@ -437,3 +439,31 @@ async def test_degraded_modes_still_stop_hangs_and_bombs(cartpole_small, isolati
     assert np.isfinite(r1.elapsed_s)
     # the host-side scratch directory is removed with the sandbox
     assert not os.path.exists(scratch)
+
+
+# ------------------------------------------------------------------ with a library allowed (mujoco)
+@pytest.fixture
+async def mujoco_sandbox(tmp_path):
+    limits = Limits(load_s=5.0, base_s=1.5, per_transition_s=0.01, transition_s=0.3, memory_mb=1024)
+    async with Sandbox(SandboxConfig(limits=limits, hide=(str(tmp_path),), allow_import=("mujoco",))) as sb:
+        yield sb
+
+
+@pytest.mark.parametrize(("code", "kinds"), [
+    ("import os\nwhile True:\n    os.fork()\n", "runtime|crash"),
+    ("import threading, time\nfor _ in range(10000):\n"
+     "    threading.Thread(target=time.sleep, args=(3600,), daemon=True).start()\n", "runtime|crash"),
+    ("import subprocess\nsubprocess.Popen(['sleep', '3600'])\n", "runtime|crash"),
+    ("import socket\nsocket.create_connection(('127.0.0.1', 22), timeout=1)\n", "runtime"),
+    ("x = bytearray(10**11)\n", "memory"),
+    ("while True:\n    pass\n", "timeout"),
+    ("open('/etc/cwm-escape', 'w').write('x')\n", "runtime"),
+    ("import gymnasium\n", "forbidden_import"),
+    ("import scipy\n", "forbidden_import"),
+], ids=["fork-bomb", "thread-bomb", "subprocess", "network", "memory", "hang", "write-outside", "environment",
+        "other-library"])
+async def test_an_allowed_library_loosens_no_other_limit(mujoco_sandbox, cartpole_small, code, kinds):
+    report = await _run(mujoco_sandbox, "import mujoco\n" + code, cartpole_small, budget=15.0)
+    assert report.error is not None and report.error.kind in kinds.split("|"), report.error
+    assert report.accuracy == 0.0
+    assert not Path("/etc/cwm-escape").exists()

@@ -130,7 +130,7 @@ class _View:
         self.made = {d for d in self.made if not _under(d, path)}
 
     def bind(self, src: str, dest: str) -> None:
-        if self.visible(dest) and src == dest:
+        if self.visible(dest) and os.path.realpath(dest) == src:
             return
         cov = self.covering(dest)
         if cov is not None and cov[0] == "tmpfs":
@@ -170,8 +170,8 @@ def bwrap_args(hide: Sequence[str], keep: Sequence[str], env: dict[str, str], *,
             view.bind(real, k)  # the path as invoked (a symlinked venv directory), not only its target
     for h in hidden:
         view.hide(h)
-    for e in sorted({os.path.realpath(e) for e in expose if os.path.exists(e)}, key=len):
-        view.bind(e, e)
+    for e in sorted({os.path.abspath(e) for e in expose if os.path.exists(e)}, key=len):
+        view.bind(os.path.realpath(e), e)
     for f in sorted({os.path.realpath(f) for f in forbid if os.path.exists(f)}, key=len):
         view.hide(f)
     return args

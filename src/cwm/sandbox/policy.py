@@ -179,7 +179,8 @@ def _dist_paths(dist: md.Distribution) -> tuple[set[str], set[str]]:
     for first, depth in firsts.items():
         if first.endswith(".pth") or first == "__pycache__":
             continue
-        paths.add(os.path.realpath(str(dist.locate_file(first))))
+        located = os.path.abspath(str(dist.locate_file(first)))
+        paths.update((located, os.path.realpath(located)))  # where Python looks, and what it points at
         if first.endswith((".dist-info", ".egg-info", ".data")):
             continue
         if depth == 1:

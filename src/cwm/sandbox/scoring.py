@@ -46,6 +46,15 @@ class TransitionScore:
     error: dict[str, Any] | None = None
 
 
+def wire_prediction(next_state: Any, reward: Any, done: Any) -> dict[str, Any]:
+    """A prediction in the form the sandbox child sends (its ``_encode``), for predictions made here.
+
+    ``cwm audit`` scores the real environment's own outputs through this, so that the audit and a
+    candidate program are judged by one comparison."""
+    arr = np.asarray(next_state, dtype=np.float64)
+    return {"s": arr.ravel().tolist(), "shape": list(arr.shape), "r": float(reward), "d": bool(done)}
+
+
 def _number(x: Any) -> float | None:
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None

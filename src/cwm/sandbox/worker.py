@@ -348,7 +348,7 @@ class Sandbox:
             os.chmod(self._scratch, 0o755)
             env["CWM_SCRATCH"] = self._scratch
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = [*plan.prefix, sys.executable, "-I", "-c", zygote_source(), str(child.fileno())]
+        argv = [*plan.prefix, sys.executable, "-I", "-B", "-c", zygote_source(), str(child.fileno())]
         try:
             self._proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
