@@ -49,7 +49,7 @@ def test_round_trip(tmp_path, cartpole_small):
     again = load(path)
     assert again.env_id == cartpole_small.env_id and len(again) == len(cartpole_small)
     assert np.array_equal(again.next_state, cartpole_small.next_state)
-    assert again.to_meta()["version"] == 1
+    assert again.to_meta()["version"] == 2
 
 
 def test_lockstep_batches_never_show_a_future_input(cartpole):

@@ -1,6 +1,6 @@
 """Recorded transitions: the file format, loading with validation, and saving.
 
-Format ``cwm-dataset`` version 1 is one ``.npz`` file (numpy's zip of arrays, loaded with
+Format ``cwm-dataset`` version 2 is one ``.npz`` file (numpy's zip of arrays, loaded with
 ``allow_pickle=False`` so a dataset can never run code). Arrays, N transitions:
 
 ==============  ===================  =========================================================
@@ -12,8 +12,17 @@ Format ``cwm-dataset`` version 1 is one ``.npz`` file (numpy's zip of arrays, lo
 ``truncated``   (N,) bool            the episode was cut by a time limit (no model can predict it)
 ``trajectory``  (N,) int32           0-based trajectory index
 ``step``        (N,) int32           index of the transition within its trajectory
+``consistent``  (N,) int8            v2: 1 the real env reproduces it from its recorded state, 0 it
+                                     cannot, -1 unknown (not audited, or the state is hidden)
+``ceiling_credit`` (N,) float32      v2: the credit the real env itself earns on it under the ``cwm``
+                                     metric (1 where consistent, NaN where unknown)
 ``meta``        () str               JSON: format, version, env ids, kinds, provenance, attribution
 ==============  ===================  =========================================================
+
+Version history: v1 had no ``consistent``/``ceiling_credit``; v1 files still load, with every transition
+unknown. v2 added them (written by ``cwm audit --write``, see ``cwm.envs.audit``) so that feedback never
+shows a transition no model can get right and ``cwm check`` can report the achievable ceiling; the flags
+travel with ``subset``. Any other field new in v2 (such as ``meta["env_kwargs"]``) shares this bump.
 
 ``meta["state_kind"]`` says how a state is handed to a program: ``array`` (a numpy array of
 ``meta["state_dtype"]``), ``int`` (a Python int, e.g. Taxi) or ``tuple`` (a tuple of ints, Blackjack).
@@ -24,7 +33,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -36,11 +45,15 @@ import numpy.typing as npt
 from cwm.errors import CwmError
 
 FORMAT = "cwm-dataset"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+CONSISTENT, INCONSISTENT, UNKNOWN = 1, 0, -1
+"""Values of the per-transition ``consistent`` flag."""
 StateKind = Literal["array", "int", "tuple"]
 ActionKind = Literal["int", "array"]
 
 _ARRAYS = ("state", "action", "next_state", "reward", "terminated", "truncated", "trajectory", "step")
+_AUDIT_ARRAYS = ("consistent", "ceiling_credit")  # v2; absent from v1 files
 
 
 @dataclass
@@ -59,9 +72,42 @@ class Dataset:
     state_kind: StateKind = "array"
     action_kind: ActionKind = "array"
     meta: dict[str, Any] = field(default_factory=dict)
+    consistent: npt.NDArray[np.int8] = field(default_factory=lambda: np.empty(0, dtype=np.int8))
+    """Per transition: ``CONSISTENT``, ``INCONSISTENT`` or ``UNKNOWN`` (the default: not audited)."""
+    ceiling_credit: npt.NDArray[np.float32] = field(default_factory=lambda: np.empty(0, dtype=np.float32))
+    """Per transition: the credit the real environment earns (NaN where unknown)."""
+
+    def __post_init__(self) -> None:
+        n = len(self)
+        if self.consistent.size == 0 and n:
+            self.consistent = np.full(n, UNKNOWN, dtype=np.int8)
+        if self.ceiling_credit.size == 0 and n:
+            self.ceiling_credit = np.full(n, np.nan, dtype=np.float32)
 
     def __len__(self) -> int:
         return int(self.reward.shape[0])
+
+    def consistent_value(self, i: int) -> bool | None:
+        """Transition ``i``'s audit verdict: True, False, or None where it is unknown."""
+        flag = int(self.consistent[i])
+        return None if flag == UNKNOWN else flag == CONSISTENT
+
+    def ceiling(self, weights: npt.NDArray[np.float64] | None = None) -> float | None:
+        """Accuracy of the real environment itself on these transitions (``cwm`` metric), if known.
+
+        The per-transition credits are averaged with the scorer's reward-class weighting, so the figure
+        is comparable with ``accuracy``; None as soon as one transition is unknown."""
+        credit = self.ceiling_credit.astype(np.float64)
+        if not len(self) or np.isnan(credit).any():
+            return None
+        _, cls = np.unique(self.reward, return_inverse=True)
+        return float(np.mean([credit[cls == c].mean() for c in range(int(cls.max()) + 1)]))
+
+    def strict_ceiling(self) -> float | None:
+        """Fraction of transitions the real environment reproduces, if every one is known."""
+        if not len(self) or (self.consistent == UNKNOWN).any():
+            return None
+        return float(np.mean(self.consistent == CONSISTENT))
 
     @property
     def n_trajectories(self) -> int:
@@ -96,6 +142,7 @@ class Dataset:
             reward=self.reward[indices], terminated=self.terminated[indices],
             truncated=self.truncated[indices], trajectory=self.trajectory[indices], step=self.step[indices],
             state_kind=self.state_kind, action_kind=self.action_kind, meta=dict(self.meta),
+            consistent=self.consistent[indices], ceiling_credit=self.ceiling_credit[indices],
         )
 
     def lockstep_batches(self) -> Iterator[npt.NDArray[np.intp]]:
@@ -122,7 +169,7 @@ class Dataset:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {name: getattr(self, name) for name in _ARRAYS}
+        arrays = {name: getattr(self, name) for name in (*_ARRAYS, *_AUDIT_ARRAYS)}
         arrays["meta"] = np.array(json.dumps(self.to_meta(), sort_keys=True))
         tmp = path.with_name(path.name + ".part")
         with tmp.open("wb") as fh:
@@ -151,20 +198,20 @@ def load(path: str | Path) -> Dataset:
                        hint="pass a .npz written by `cwm collect`")
     if not zipfile.is_zipfile(path):
         raise CwmError(f"dataset {str(path)!r} is not a readable cwm dataset: not an .npz (zip) archive",
-                       hint="it must be a cwm-dataset v1 .npz as written by `cwm collect`")
+                       hint="it must be a cwm-dataset .npz as written by `cwm collect`")
     try:
         with path.open("rb") as fh, np.load(fh, allow_pickle=False) as npz:
             missing = [k for k in (*_ARRAYS, "meta") if k not in npz.files]
             if missing:
                 raise CwmError(f"dataset {str(path)!r} is malformed: missing array(s) {', '.join(missing)}",
-                               hint="it must be a cwm-dataset v1 file as written by `cwm collect`")
-            arrays = {k: npz[k] for k in _ARRAYS}
+                               hint="it must be a cwm-dataset file as written by `cwm collect`")
+            arrays = {k: npz[k] for k in (*_ARRAYS, *_AUDIT_ARRAYS) if k in npz.files}
             meta = json.loads(str(npz["meta"]))
     except CwmError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, json.JSONDecodeError, EOFError) as exc:
         raise CwmError(f"dataset {str(path)!r} is not a readable cwm dataset: {exc}",
-                       hint="it must be a cwm-dataset v1 .npz as written by `cwm collect`") from exc
+                       hint="it must be a cwm-dataset .npz as written by `cwm collect`") from exc
     return _validated(path, arrays, meta)
 
 
@@ -174,9 +221,11 @@ def _validated(path: Path, a: dict[str, npt.NDArray[Any]], meta: Any) -> Dataset
 
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise bad(f"meta.format is not {FORMAT!r}")
-    if meta.get("version") != VERSION:
-        raise CwmError(f"dataset {str(path)!r} has format version {meta.get('version')!r}; this cwm reads "
-                       f"version {VERSION}", hint="upgrade cwm or re-collect the dataset")
+    version = meta.get("version")
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
+        raise CwmError(f"dataset {str(path)!r} has format version {version!r}; this cwm reads "
+                       f"versions {', '.join(map(str, READABLE_VERSIONS))}",
+                       hint="upgrade cwm or re-collect the dataset")
     n = a["reward"].shape[0] if a["reward"].ndim == 1 else -1
     if n < 1:
         raise bad("reward must be a non-empty 1-D array")
@@ -200,14 +249,38 @@ def _validated(path: Path, a: dict[str, npt.NDArray[Any]], meta: Any) -> Dataset
     env_id = meta.get("env_id")
     if not isinstance(env_id, str) or not env_id:
         raise bad("meta.env_id is missing")
+    consistent, credit = _audit_arrays(a, n, version, bad)
     return Dataset(
         env_id=env_id,
         state=a["state"], action=a["action"], next_state=a["next_state"],
         reward=a["reward"].astype(np.float32, copy=False), terminated=a["terminated"],
         truncated=a["truncated"], trajectory=a["trajectory"].astype(np.int32, copy=False),
         step=a["step"].astype(np.int32, copy=False), state_kind=state_kind, action_kind=action_kind,
-        meta=meta,
+        meta=meta, consistent=consistent, ceiling_credit=credit,
     )
+
+
+def _audit_arrays(a: dict[str, npt.NDArray[Any]], n: int, version: int, bad: Callable[[str], CwmError]
+                  ) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
+    """The v2 audit arrays, checked against each other; a v1 file gets every transition unknown."""
+    if version == 1:
+        return np.full(n, UNKNOWN, dtype=np.int8), np.full(n, np.nan, dtype=np.float32)
+    missing = [k for k in _AUDIT_ARRAYS if k not in a]
+    if missing:
+        raise bad(f"missing array(s) {', '.join(missing)} (required from version 2)")
+    flags, credit = a["consistent"], a["ceiling_credit"]
+    if flags.shape != (n,) or credit.shape != (n,):
+        raise bad(f"consistent/ceiling_credit must have shape ({n},)")
+    if flags.dtype.kind not in "iu" or not np.isin(flags, (CONSISTENT, INCONSISTENT, UNKNOWN)).all():
+        raise bad("consistent must hold only 1 (consistent), 0 (inconsistent) or -1 (unknown)")
+    if credit.dtype.kind != "f":
+        raise bad(f"ceiling_credit has non-float dtype {credit.dtype}")
+    known = flags != UNKNOWN
+    if (np.isnan(credit) == known).any() or (credit[flags == CONSISTENT] != 1).any() or \
+            ((credit[flags == INCONSISTENT] < 0) | (credit[flags == INCONSISTENT] >= 1)).any():
+        raise bad("ceiling_credit disagrees with consistent (1 where consistent, [0, 1) where not, NaN where "
+                  "unknown)")
+    return flags.astype(np.int8, copy=False), credit.astype(np.float32, copy=False)
 
 
 def bundled_path(env_name: str) -> Path | None:
