@@ -30,14 +30,24 @@ def _fmt(v: Any, width: int = 100) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
+def _ceiling(value: float | None) -> str:
+    """The achievable figure beside a score (``cwm audit``): what the real environment itself reaches."""
+    return f" (ceiling {'unknown' if value is None else f'{value:.4f}'})"
+
+
 def _print_report(report: Any, program: str) -> None:
     out = sys.stdout
     r = report
     status = "PASSED" if r.passed else "FAILED"
     out.write(f"{r.env_id} · {program} · metric {r.metric}\n")
-    out.write(f"{status}  accuracy {r.accuracy:.4f}  strict accuracy {r.strict_accuracy:.4f}  "
+    out.write(f"{status}  accuracy {r.accuracy:.4f}{_ceiling(r.ceiling)}  strict accuracy "
+              f"{r.strict_accuracy:.4f}{_ceiling(r.strict_ceiling)}  "
               f"({r.correct}/{r.transitions} transitions fully correct"
               f"{f', {r.exceptions} raised' if r.exceptions else ''})  in {r.elapsed_s:.2f} s\n")
+    if r.excused:
+        out.write(f"{r.excused} wrong transition{'s' if r.excused > 1 else ''} the real environment cannot "
+                  f"produce from {'their' if r.excused > 1 else 'its'} recorded state (`cwm audit`): not "
+                  f"counted against passing\n")
     if r.error is not None:
         out.write(f"\nerror ({r.error.kind}): {r.error.message}\n")
         if r.error.traceback:
@@ -600,6 +610,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also draw best accuracy against LLM calls (needs matplotlib: cwm[plot])")
     p.add_argument("--json", action="store_true", help="print the rows and the curve as one JSON object")
     p.set_defaults(func=cmd_show)
+
+    from cwm.bench.command import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
 
     p = sub.add_parser("plan-report", help="normalized returns per env and per split from `cwm plan --json` files")
     p.add_argument("results", type=A.readable_file, nargs="+", help="JSON files written by `cwm plan --json`")

@@ -1,0 +1,141 @@
+"""What a bench runs: its settings (``bench.json``), the (env, method, seed) matrix, and dry-run estimates.
+
+Selection: ``all``, ``discrete``, ``continuous`` (the paper's split, decided by each environment's action
+space) or a comma-separated list of benchmark names. Runs are ordered env-major, so a bench stopped early
+has whole environments rather than a thin slice of every one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cwm.envs.registry import BENCHMARK, benchmark_env
+from cwm.errors import CwmError
+
+SPLITS = ("all", "discrete", "continuous")
+
+
+@dataclass
+class BenchSpec:
+    """Everything that decides a bench's numbers; stored as ``bench.json`` and fixed for its resumes."""
+
+    llm: str
+    envs: list[str]
+    methods: list[str]
+    budget: int = 10
+    seeds: int = 1
+    plan_episodes: int = 10
+    concurrency: int = 1
+    describe: str | None = None
+    """``docs`` or ``docs+facts`` where the search supports it; None: the search's default."""
+    cem: str = "paper"
+    simulations: int = 25
+    plan_max_steps: int | None = None
+    max_new_tokens: int = 1500
+    temperature: float = 1.0
+    heldout: float = 0.2
+    prices: str | None = None
+    timeout_s: float = 1800.0
+    read_timeout_s: float = 120.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=1), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> BenchSpec:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            names = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: v for k, v in raw.items() if k in names})
+        except (OSError, ValueError, TypeError) as exc:
+            raise CwmError(f"{str(path)!r} is not a bench settings file: {exc}",
+                           hint="pass the --out directory of an earlier `cwm bench`") from exc
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    env: str
+    method: str
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.env}/{self.method}/seed{self.seed}"
+
+    def run_dir(self, bench_dir: Path) -> Path:
+        return bench_dir / "runs" / self.env / self.method / f"seed{self.seed}"
+
+
+def select_envs(text: str) -> list[str]:
+    """Benchmark names for ``all|discrete|continuous|NAME,NAME…`` (exit 2 on an unknown name)."""
+    if text in SPLITS:
+        return [e.name for e in BENCHMARK if text == "all" or e.actions == text]
+    names: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        env = benchmark_env(part)
+        if env is None:
+            raise CwmError(f"--envs: {part!r} is not a CWMB environment",
+                           hint="use all, discrete, continuous or names from `cwm envs`")
+        if env.name not in names:
+            names.append(env.name)
+    if not names:
+        raise CwmError("--envs selects no environment", hint="use all, discrete, continuous or NAME,NAME")
+    return names
+
+
+def split_of(env: str) -> str:
+    bench = benchmark_env(env)
+    return bench.actions if bench is not None else "discrete"
+
+
+def matrix(spec: BenchSpec) -> list[RunSpec]:
+    return [RunSpec(env, method, seed) for env in spec.envs for method in spec.methods for seed in range(spec.seeds)]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    run: RunSpec
+    calls: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+FEEDBACK_TOKENS = 1000
+"""Improve and fix prompts add the program under repair and one failing transition or traceback (~1 k)."""
+
+
+def _prompt_tokens(env: str) -> int:
+    """Characters of the generate prompt / 4 (description, contract, system); 1500 when it cannot be built."""
+    try:
+        from cwm.agents.prompts import generate
+        from cwm.envs.dataset import load_for_env
+        from cwm.envs.describe import describe
+
+        msgs = generate(describe(env), load_for_env(env), "")
+        return sum(len(m.content) for m in msgs) // 4
+    except (CwmError, ImportError, OSError, ValueError):
+        return 1500
+
+
+def estimate(spec: BenchSpec, runs: list[RunSpec]) -> list[Estimate]:
+    """Upper-bound tokens and cost per run: every call at the budget, every reply at ``max_new_tokens``."""
+    from cwm.agents.llm import PriceTable, parse_provider
+
+    prices = PriceTable.from_file(spec.prices) if spec.prices else PriceTable()
+    price = prices.lookup(parse_provider(spec.llm).model)
+    per_env = {env: _prompt_tokens(env) for env in {r.env for r in runs}}
+    out = []
+    for r in runs:
+        tin = spec.budget * (per_env[r.env] + FEEDBACK_TOKENS)
+        tout = spec.budget * spec.max_new_tokens
+        cost = None if price is None else (tin * price[0] + tout * price[1]) / 1e6
+        out.append(Estimate(r, spec.budget, tin, tout, cost))
+    return out
