@@ -284,3 +284,16 @@ def test_an_interpreter_under_tmp_runs_sandboxed(tmp_path):
             assert layers["filesystem-view"]
     finally:
         shutil.rmtree(venv, ignore_errors=True)
+
+
+def test_the_prompt_contract_lists_exactly_what_is_allowed():
+    from cwm.agents import prompts
+
+    ds = load_for_env("InvertedPendulum-v4")
+    paper = prompts.contract(ds)
+    assert "Only the Python standard library and numpy are available." in paper and "mujoco" not in paper
+    tool = prompts.contract(ds, ("mujoco",))
+    assert "numpy and mujoco" in tool and "MjModel.from_xml_string" in tool and "nstep=FRAME_SKIP" in tool
+    assert "<mujoco" not in tool  # the shape of a program, never the environment's model file
+    user = prompts.generate("An environment.", ds, "", ("mujoco",))[1].content
+    assert "### Using mujoco" in user

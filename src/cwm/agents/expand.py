@@ -3,6 +3,15 @@
 One function serves the three action types; the prompt is what differs. The agent never raises for a
 bad program (it becomes a buggy child that a fix action can repair); only LLM failures escape, and the
 graph turns those into a cancelled expansion or a stopped run.
+
+A reply whose program repeats one the search already holds (equal up to layout and comments, see
+``cwm.agents.normalize``) is not scored again: the result names the node it duplicates and the
+controller copies that node's numbers. The call itself still counts.
+
+What an improve prompt may show is chosen here, from every failing transition of the scoring: the first
+failure of each kind (next state, reward, done), never one the dataset's audit marked inconsistent
+(``consistent`` False: the real environment does not produce it from its recorded state, so no program
+can match it and showing it only wastes a call).
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import structlog
 from cwm.agents import prompts
 from cwm.agents.llm.client import LLMClient
 from cwm.agents.llm.types import Message, SamplingParams
+from cwm.agents.normalize import program_key
 from cwm.agents.parsing import extract_program
 from cwm.agents.results import ExpansionResult
 from cwm.envs.dataset import Dataset
@@ -42,16 +52,19 @@ class AgentDeps:
     run_dir: Path | None = None
 
 
-def build_messages(deps: AgentDeps, action_type: str, parent: dict[str, Any]) -> list[Message]:
+def build_messages(deps: AgentDeps, action_type: str, parent: dict[str, Any], show_failures: int = 1
+                   ) -> list[Message]:
     if action_type == "g":
         return prompts.generate(deps.description, deps.feedback, parent.get("state_code") or "")
     program = parent.get("program") or ""
     if action_type == "f":
         return prompts.fix(deps.description, deps.feedback, program, parent.get("error") or "unknown error")
-    failure = parent.get("feedback")
-    if not failure:  # nothing wrong on the feedback set: ask for a rewrite that keeps it so (rare)
+    failures = parent.get("failures")
+    if failures is None:  # a node made before failures were recorded
+        failures = [parent["feedback"]] if parent.get("feedback") else []
+    if not failures:  # nothing wrong that may be shown: ask for a rewrite that keeps it so (rare)
         return prompts.generate(deps.description, deps.feedback, program)
-    return prompts.improve(deps.description, deps.feedback, program, failure)
+    return prompts.improve(deps.description, deps.feedback, program, failures[:max(1, show_failures)])
 
 
 def _error_text(report: ScoreReport) -> str | None:
@@ -65,20 +78,33 @@ def _error_text(report: ScoreReport) -> str | None:
     return None
 
 
-def _first_wrong(report: ScoreReport) -> dict[str, Any] | None:
-    for f in report.failures:
-        if not f.get("traceback") and f.get("predicted") is not None:
-            return {k: f[k] for k in ("index", "state", "action", "expected", "predicted", "mismatch")}
-    return None
+FAILURE_KINDS = ("next_state", "reward", "done")
+_SHOWN_KEYS = ("index", "state", "action", "expected", "predicted", "mismatch")
 
 
-async def run_expansion(deps: AgentDeps, action_type: str, index: int, parent: dict[str, Any]
+def showable_failures(report: ScoreReport) -> list[dict[str, Any]]:
+    """The failures an improve prompt may show, by transition index: the first wrong prediction of each
+    kind (next state, reward, done), skipping transitions the audit marked inconsistent (``consistent``
+    False; a missing key means unknown, which may be shown) and those that raised (fix shows those)."""
+    chosen: dict[int, dict[str, Any]] = {}
+    for kind in FAILURE_KINDS:
+        for f in report.failures:
+            if (not f.get("traceback") and f.get("predicted") is not None and f.get("consistent") is not False
+                    and kind in (f.get("mismatch") or [])):
+                chosen.setdefault(int(f["index"]), {k: f[k] for k in _SHOWN_KEYS})
+                break
+    return [chosen[i] for i in sorted(chosen)]
+
+
+async def run_expansion(deps: AgentDeps, action_type: str, index: int, parent: dict[str, Any], *,
+                        known: dict[str, int] | None = None, show_failures: int = 1
                         ) -> tuple[ExpansionResult, dict[str, Any]]:
     """One LLM call and one scoring: the child program and what it is worth.
 
     ``index`` is the expansion's global number; it is the LLM sample index, so a re-run of the same
-    expansion (a resumed run) is answered from the cache instead of being paid for twice."""
-    messages = build_messages(deps, action_type, parent)
+    expansion (a resumed run) is answered from the cache instead of being paid for twice. ``known`` maps
+    the fingerprints of the search's programs to their nodes; a repeat is returned unscored."""
+    messages = build_messages(deps, action_type, parent, show_failures)
     t0 = time.perf_counter()
     completion = await deps.llm.complete(messages, deps.params, sample_index=index)
     program = extract_program(completion.text)
@@ -96,8 +122,13 @@ async def run_expansion(deps: AgentDeps, action_type: str, index: int, parent: d
         return ExpansionResult(None, 0.0, True, None, None,
                                "The reply contained no Python program: answer with the complete program in a "
                                "```python code block."), meta
+    dup = (known or {}).get(program_key(program))
+    if dup is not None:
+        log.info("sandbox.result", index=index, duplicate=dup, skipped=True)
+        return ExpansionResult(program, 0.0, False, duplicate_of=dup), meta
     t1 = time.perf_counter()
-    report: ScoreReport = await CheckProgram(deps.sandbox, deps.feedback, limits=deps.limits)(code=program)
+    report: ScoreReport = await CheckProgram(deps.sandbox, deps.feedback, limits=deps.limits,
+                                             max_failures=len(deps.feedback))(code=program)
     heldout = None
     if deps.heldout is not None and report.error is None:
         held: ScoreReport = await CheckProgram(deps.sandbox, deps.heldout, limits=deps.limits,
@@ -109,5 +140,6 @@ async def run_expansion(deps: AgentDeps, action_type: str, index: int, parent: d
              strict=round(report.strict_accuracy, 6), heldout=heldout, bug=bug,
              error_kind=report.error.kind if report.error else None, exceptions=report.exceptions,
              seconds=meta["sandbox_s"])
-    return ExpansionResult(program, report.accuracy, bug, heldout, _first_wrong(report),
-                           _error_text(report) if bug else None), meta
+    shown = showable_failures(report)
+    return ExpansionResult(program, report.accuracy, bug, heldout, shown[0] if shown else None,
+                           _error_text(report) if bug else None, shown), meta

@@ -10,6 +10,7 @@ contract states the exact input and output types the sandbox uses.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,32 @@ def _kind_text(ds: Dataset) -> tuple[str, str]:
     return state, action
 
 
-def contract(ds: Dataset) -> str:
+TOOL_NOTES: dict[str, str] = {
+    "mujoco": """### Using mujoco
+A MuJoCo-based program is shaped like this: write the environment's model yourself as an MJCF string in
+the program (bodies, joints, geoms, actuators, timestep and integrator from the description and facts;
+the environment's own XML file is not available), build it once in `__init__` with
+`mujoco.MjModel.from_xml_string(MJCF)` and `mujoco.MjData(model)`; in `set_state` write the observation
+into `data.qpos` and `data.qvel` (mind any position the observation leaves out) and call
+`mujoco.mj_forward`; in `step` set `data.ctrl`, call `mujoco.mj_step(model, data, nstep=FRAME_SKIP)` with
+the environment's frame skip, then build the observation, reward and termination from `data` as the
+environment does.""",
+}
+"""How a program that uses an allowed library is shaped, by library (shown only when it is allowed)."""
+
+
+def _libraries(allowed: Sequence[str]) -> str:
+    if not allowed:
+        return "Only the Python standard library and numpy are available."
+    return (f"Available: the Python standard library, numpy and {', '.join(allowed)} (with its own "
+            "submodules); nothing else can be imported, and the environment's own package is never available.")
+
+
+def _tool_notes(allowed: Sequence[str]) -> str:
+    return "".join(f"\n\n{TOOL_NOTES[name]}" for name in allowed if name in TOOL_NOTES)
+
+
+def contract(ds: Dataset, allowed: Sequence[str] = ()) -> str:
     state, action = _kind_text(ds)
     return f"""## The program to write
 One Python module defining `class Environment` with these methods:
@@ -47,8 +73,8 @@ One Python module defining `class Environment` with these methods:
   and `done` as a bool that is True only when the environment's own rules end the episode (a time limit
   is not one of them).
 
-Only the Python standard library and numpy are available. The environment is deterministic: compute
-exactly what it computes, in the same order and precision."""
+{_libraries(allowed)} The environment is deterministic: compute
+exactly what it computes, in the same order and precision.{_tool_notes(allowed)}"""
 
 
 def _fmt(v: Any) -> str:
@@ -58,43 +84,86 @@ def _fmt(v: Any) -> str:
     return np.array2string(arr, precision=8, separator=", ", max_line_width=200)
 
 
-def generate(description: str, ds: Dataset, partial: str) -> list[Message]:
+def _int_if_whole(x: Any) -> Any:
+    return int(x) if isinstance(x, float) and x.is_integer() else x
+
+
+def fmt_state(ds: Dataset, v: Any) -> str:
+    """A state (recorded or predicted, as JSON data) in the environment's own types: an int state as an
+    int, a tuple state as a tuple of ints, an integer array as ints, a float array in its dtype. The
+    scorer widens predictions to floats; printing ``[17., 3., 1.]`` for a tuple of ints would suggest a
+    type error that is not there."""
+    if v is None:
+        return "None (no valid prediction)"
+    if ds.state_kind == "int":
+        flat = np.asarray(v).reshape(-1).tolist()
+        return repr(_int_if_whole(flat[0])) if len(flat) == 1 else _fmt(v)
+    if ds.state_kind == "tuple":
+        items = [_int_if_whole(x) for x in np.asarray(v).reshape(-1).tolist()]
+        return "(" + ", ".join(repr(x) for x in items) + ("," if len(items) == 1 else "") + ")"
+    arr = np.asarray(v)
+    if np.issubdtype(ds.state.dtype, np.integer) and np.all(np.mod(arr, 1) == 0):
+        return _fmt(arr.astype(np.int64))
+    return _fmt(arr.astype(ds.state.dtype) if arr.dtype.kind == "f" else arr)
+
+
+def fmt_action(ds: Dataset, v: Any) -> str:
+    if ds.action_kind == "int":
+        return repr(_int_if_whole(np.asarray(v).reshape(-1).tolist()[0]))
+    return _fmt(v)
+
+
+def _transition(ds: Dataset, failure: dict[str, Any]) -> str:
+    exp, pred = failure["expected"], failure.get("predicted") or {}
+    return f"""Input state: {fmt_state(ds, failure["state"])}
+Action: {fmt_action(ds, failure["action"])}
+
+Recorded by the real environment:
+Next state: {fmt_state(ds, exp["next_state"])}
+Reward: {_fmt(exp["reward"])}
+Done: {exp["done"]}
+
+Returned by the program:
+Next state: {fmt_state(ds, pred.get("next_state"))}
+Reward: {_fmt(pred.get("reward"))}
+Done: {pred.get("done")}
+
+Wrong: {", ".join(failure.get("mismatch", [])) or "unknown"}"""
+
+
+def _failures_text(ds: Dataset, failures: Sequence[dict[str, Any]]) -> str:
+    if len(failures) == 1:
+        return f"## A transition the program gets wrong\n{_transition(ds, failures[0])}"
+    parts = [f"### Transition {n}\n{_transition(ds, f)}" for n, f in enumerate(failures, 1)]
+    return ("## Transitions the program gets wrong\nThe first recorded transition it gets wrong for each "
+            "part of the output (next state, reward, done):\n\n" + "\n\n".join(parts))
+
+
+def generate(description: str, ds: Dataset, partial: str, allowed: Sequence[str] = ()) -> list[Message]:
     start = ""
     if partial.strip():
         start = ("\n\n## Start of the program\nYour program must begin with exactly these lines and continue "
                  f"them into a complete, working module:\n```python\n{partial}\n```")
-    user = (f"{description}\n\n{contract(ds)}{start}\n\nReply with the complete program in a single "
+    user = (f"{description}\n\n{contract(ds, allowed)}{start}\n\nReply with the complete program in a single "
             "```python code block.")
     return [Message("system", SYSTEM), Message("user", user)]
 
 
-def improve(description: str, ds: Dataset, program: str, failure: dict[str, Any]) -> list[Message]:
-    exp, pred = failure["expected"], failure.get("predicted") or {}
-    wrong = ", ".join(failure.get("mismatch", [])) or "unknown"
+def improve(description: str, ds: Dataset, program: str,
+            failures: dict[str, Any] | Sequence[dict[str, Any]], allowed: Sequence[str] = ()) -> list[Message]:
+    """The improve prompt: the program and the transitions it gets wrong (one, as in the paper, or the
+    first of each kind)."""
+    shown = [failures] if isinstance(failures, dict) else list(failures)
     user = f"""{description}
 
-{contract(ds)}
+{contract(ds, allowed)}
 
 ## Current program
 ```python
 {program}
 ```
 
-## A transition the program gets wrong
-Input state: {_fmt(failure["state"])}
-Action: {_fmt(failure["action"])}
-
-Recorded by the real environment:
-Next state: {_fmt(exp["next_state"])}
-Reward: {_fmt(exp["reward"])}
-Done: {exp["done"]}
-
-Returned by the program:
-Next state: {_fmt(pred.get("next_state"))}
-Reward: {_fmt(pred.get("reward"))}
-Done: {pred.get("done")}
-
-Wrong: {wrong}
+{_failures_text(ds, shown)}
 
 Answer in four sections:
 ## Error explanation
@@ -108,10 +177,10 @@ Answer in four sections:
     return [Message("system", SYSTEM), Message("user", user)]
 
 
-def fix(description: str, ds: Dataset, program: str, error: str) -> list[Message]:
+def fix(description: str, ds: Dataset, program: str, error: str, allowed: Sequence[str] = ()) -> list[Message]:
     user = f"""{description}
 
-{contract(ds)}
+{contract(ds, allowed)}
 
 ## Current program
 ```python
