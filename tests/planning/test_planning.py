@@ -87,6 +87,7 @@ async def test_random_baseline_is_seeded():
 
 @pytest.mark.mujoco
 def test_mujoco_snapshots_are_exact():
+    pytest.importorskip("mujoco", reason="needs the mujoco extra: pip install 'cwm[mujoco]'")
     env = make_env("InvertedPendulum-v4")
     env.reset(seed=0)
     u = env.unwrapped
@@ -100,6 +101,7 @@ def test_mujoco_snapshots_are_exact():
 
 
 async def test_box2d_oracle_falls_back_to_replaying_the_seed_and_actions():
+    pytest.importorskip("Box2D", reason="needs the box2d extra: pip install 'cwm[box2d]'")
     env = make_env("LunarLanderContinuous-v3")
     model = TrueModel(env, seed=3)
     assert not model.snap.supported

@@ -62,7 +62,14 @@ def _baseline_file(cfg: PlanConfig, discrete: bool, which: str) -> Path:
 
 
 def normalized_return(r_model: float, r_random: float | None, r_oracle: float | None) -> float | None:
-    if r_random is None or r_oracle is None or math.isclose(r_oracle, r_random, abs_tol=1e-9):
+    """(R_model − R_random) / (R_oracle − R_random), or None where that ratio means nothing.
+
+    The paper reads 𝓡 > 0 as "better than random" and 𝓡 = 1 as "matches the oracle"; both readings need
+    R_oracle > R_random. It marks the equal case N/A (MountainCar, Acrobot). An oracle *worse* than random
+    would flip the sign (a model scoring below random would get a positive 𝓡), so that case is None too.
+    """
+    if r_random is None or r_oracle is None or r_oracle <= r_random or math.isclose(r_oracle, r_random,
+                                                                                      abs_tol=1e-9):
         return None
     return (r_model - r_random) / (r_oracle - r_random)
 
