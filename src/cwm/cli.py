@@ -202,6 +202,57 @@ def cmd_collect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    import warnings
+
+    from cwm.envs.audit import audit_env
+    from cwm.envs.dataset import bundled_path
+    from cwm.envs.registry import BENCHMARK
+
+    names = [b.name for b in BENCHMARK if bundled_path(b.name)] if args.all else list(args.env)
+    results = []
+    for name in names:
+        with warnings.catch_warnings():  # gymnasium's "v4 is out of date" notes say nothing about the data
+            warnings.simplefilter("ignore")
+            ds, result = audit_env(name, args.dataset)
+        row = result.to_json(ds)
+        if args.write:
+            path = Path(args.dataset) if args.dataset else bundled_path(name)
+            assert path is not None  # load_for_env found it
+            result.apply(ds).save(path)
+            row["written"] = str(path)
+        results.append(row)
+        if not args.json:
+            _print_audit(row)
+    if args.json:
+        sys.stdout.write(json.dumps({"envs": results}) + "\n")
+    return EXIT_OK
+
+
+def _print_audit(row: dict[str, Any]) -> None:
+    out = sys.stdout
+    ceiling = "unknown" if row["ceiling"] is None else f"{row['ceiling']:.4f}"
+    strict = "unknown" if row["strict_ceiling"] is None else f"{row['strict_ceiling']:.4f}"
+    out.write(f"{row['env_id']} ({row['gym_id']}): {row['transitions']} transitions: {row['consistent']} consistent, "
+              f"{row['inconsistent']} inconsistent, {row['unknown']} unknown; ceiling {ceiling} (strict {strict}) "
+              f"in {row['elapsed_s']:.2f} s\n")
+    if row["inconsistent_steps"]:
+        steps = ", ".join(f"step {s}: {n}" for s, n in row["inconsistent_steps"].items())
+        out.write(f"    inconsistent at {steps}\n")
+    for why, n in row["unknown_reasons"].items():
+        out.write(f"    unknown ({n}): {why}\n")
+    if row.get("written"):
+        out.write(f"    wrote the flags into {row['written']}\n")
+
+
+def _audit_targets(args: argparse.Namespace) -> str | None:
+    if bool(args.env) == bool(args.all):
+        return "name one or more environments, or --all (not both)"
+    if args.dataset and (args.all or len(args.env) > 1):
+        return "--dataset goes with a single environment"
+    return None
+
+
 def add_llm_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LLM")
     g.add_argument("--llm", type=A.llm_provider, default="local", metavar="PROVIDER",
@@ -382,6 +433,9 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
             f"({summary['llm_calls']} paid) · {summary['tokens']:,} tokens · {_usd(summary['cost_usd'])} · "
             f"{summary['wall_s']:.1f} s · stop: {summary['stop']}\n"
             f"best program: {summary['program']}\nrun directory: {run_dir}\n")
+        if summary.get("allow_import"):
+            sys.stdout.write(f"imports: standard library + numpy + {', '.join(summary['allow_import'])} "
+                             "(--allow-import: a tool-using run, not the paper's setting)\n")
         plan_result = summary.get("plan")
         if plan_result:
             if plan_result.get("error"):
@@ -403,7 +457,9 @@ async def _plan_in_sandbox(cfg: Any, args: argparse.Namespace, progress: Any) ->
     if cfg.model in ("oracle", "random"):
         return await plan(cfg, progress=progress)
     async with Sandbox(_sandbox_config(args)) as sandbox:
-        return await plan(cfg, sandbox=sandbox, progress=progress)
+        result = await plan(cfg, sandbox=sandbox, progress=progress)
+        result["import_policy"] = sandbox.policy_text()
+        return result
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -439,6 +495,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     sys.stdout.write(f"{cfg.env} · {result['model']} · {result['planner']} · {cfg.episodes} episodes "
                      f"(seed {cfg.seed})\n")
     sys.stdout.write("returns: " + ", ".join(f"{r:.1f}" for r in result["returns"]) + "\n")
+    if result.get("import_policy"):
+        sys.stdout.write(f"imports: {result['import_policy']}\n")
     sys.stdout.write(f"mean {result['mean_return']:.2f} ± {result['std_return']:.2f} (std) · "
                      f"{result['elapsed_s']:.1f} s\n")
     if norm is not None:
@@ -535,6 +593,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sandbox_flags(p)
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("audit", help="replay recorded transitions with the real simulator: which ones can a "
+                       "perfect model get right (consistent flags, ceiling)")
+    p.add_argument("env", type=A.env_id, nargs="*", help="CWMB name(s) or gymnasium id(s)")
+    p.add_argument("--all", action="store_true", help="every benchmark environment with a bundled dataset")
+    p.add_argument("--dataset", type=A.readable_file, help="cwm dataset (.npz); default: the bundled one")
+    p.add_argument("--write", action="store_true",
+                   help="store the per-transition flags in the dataset file (format v2)")
+    p.add_argument("--json", action="store_true", help='print one JSON object {"envs": [...]}')
+    A.add_check(p, _audit_targets)
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser("doctor", help="show which sandbox isolation layers are active on this machine")
     p.add_argument("--json", action="store_true")
     _add_sandbox_flags(p)
@@ -566,7 +635,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="as for `cwm ask` (default: local)")
     p.add_argument("--budget", type=A.positive_int, default=10, help="LLM calls the search may make (default 10)")
     p.add_argument("--concurrency", type=A.positive_int, default=1, help="expansions in flight at once (default 1)")
-    p.add_argument("--method", choices=["gif-mcts", "worldcoder", "best-of-n"], default="gif-mcts")
+    from cwm.graph.methods import DEFAULT_METHOD, METHODS  # the registry (pure modules, no langgraph)
+
+    p.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
+                   help="search method (default gif-mcts; gif-mcts-paper is the paper's exact algorithm)")
     p.add_argument("--out", type=A.writable_dir, help="run directory (default runs/ENV-METHOD-TIME)")
     p.add_argument("--resume", type=A.run_dir, metavar="RUN_DIR", help="continue a run that was interrupted")
     p.add_argument("--dataset", type=A.readable_file, help="cwm dataset (.npz) for a custom environment")
