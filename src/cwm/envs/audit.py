@@ -282,6 +282,8 @@ class AuditResult:
     unknown_reasons: dict[str, int] = field(default_factory=dict)
     note: str = ""
     elapsed_s: float = 0.0
+    simulator: dict[str, str | None] = field(default_factory=dict)
+    """Versions of the replaying simulator, kept in the dataset's ``meta["audit"]``."""
 
     def counts(self) -> dict[str, int]:
         return {"consistent": int((self.consistent == CONSISTENT).sum()),
@@ -290,7 +292,9 @@ class AuditResult:
 
     def apply(self, ds: Dataset) -> Dataset:
         """A copy of ``ds`` carrying these flags (the other arrays are shared, unchanged)."""
-        return dataclasses.replace(ds, consistent=self.consistent.copy(), ceiling_credit=self.ceiling_credit.copy())
+        meta = {**ds.meta, "audit": {"by": "cwm audit", **self.simulator}}
+        return dataclasses.replace(ds, consistent=self.consistent.copy(), ceiling_credit=self.ceiling_credit.copy(),
+                                   meta=meta)
 
     def to_json(self, ds: Dataset) -> dict[str, Any]:
         flagged = self.apply(ds)
@@ -314,7 +318,8 @@ def audit(ds: Dataset) -> AuditResult:
     rep = replayer_for(gym_id)
     if rep is None or isinstance(rep, Undecidable):
         why = rep.why if isinstance(rep, Undecidable) else f"no way to set the state of {gym_id} is registered"
-        return AuditResult(ds.env_id, gym_id, flags, credit, {why: n}, why, time.perf_counter() - t0)
+        return AuditResult(ds.env_id, gym_id, flags, credit, {why: n}, why, time.perf_counter() - t0,
+                           _simulator())
     kwargs = ds.meta.get("env_kwargs")
     env = make_env(gym_id, **(kwargs if isinstance(kwargs, dict) else {}))
     try:
@@ -350,7 +355,20 @@ def audit(ds: Dataset) -> AuditResult:
                 flags[i], credit[i] = INCONSISTENT, ts.credit
     finally:
         env.close()
-    return AuditResult(ds.env_id, gym_id, flags, credit, dict(reasons), rep.note, time.perf_counter() - t0)
+    return AuditResult(ds.env_id, gym_id, flags, credit, dict(reasons), rep.note, time.perf_counter() - t0,
+                       _simulator())
+
+
+def _simulator() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for package in ("gymnasium", "mujoco"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = None
+    return found
 
 
 def audit_env(env_id: str, dataset: str | None = None) -> tuple[Dataset, AuditResult]:

@@ -20,7 +20,15 @@ MAX_TRANSITION_TIMEOUTS = 3
 
 @dataclass
 class ScoreReport:
-    """What ``cwm check --json`` prints. ``passed`` means every transition is fully correct."""
+    """What ``cwm check --json`` prints.
+
+    ``passed``: no error, and every transition is fully correct except those the dataset's audit proved
+    the real environment cannot produce from their recorded state (``excused``; ``consistent`` False in
+    their failure dicts). A model matching the real environment therefore passes; unknown transitions
+    still have to be right. ``ceiling``/``strict_ceiling``: what the real environment itself scores on
+    these transitions (``cwm`` metric; None when any transition is unknown or under ``official``, which
+    excuses nothing: the audit judges with the ``cwm`` comparison).
+    """
 
     env_id: str
     metric: Metric
@@ -34,16 +42,20 @@ class ScoreReport:
     elapsed_s: float
     timings: dict[str, float] = field(default_factory=dict)
     output: str = ""
+    ceiling: float | None = None
+    strict_ceiling: float | None = None
+    excused: int = 0
 
     @property
     def passed(self) -> bool:
-        return self.error is None and self.correct == self.transitions
+        return self.error is None and self.correct + self.excused == self.transitions
 
     def to_json(self) -> dict[str, Any]:
         return {
             "env_id": self.env_id, "metric": self.metric, "accuracy": self.accuracy,
             "strict_accuracy": self.strict_accuracy, "transitions": self.transitions, "correct": self.correct,
-            "exceptions": self.exceptions, "passed": self.passed,
+            "exceptions": self.exceptions, "passed": self.passed, "ceiling": self.ceiling,
+            "strict_ceiling": self.strict_ceiling, "excused": self.excused,
             "error": None if self.error is None else self.error.to_json(),
             "failures": self.failures, "elapsed_s": round(self.elapsed_s, 6),
             "timings": {k: round(v, 6) for k, v in self.timings.items()}, "output": self.output,
@@ -64,6 +76,7 @@ def _failure(ds: Dataset, i: int, ts: TransitionScore) -> dict[str, Any]:
         "predicted": ts.predicted, "mismatch": ts.mismatch,
         "traceback": err.get("traceback") if isinstance(err.get("traceback"), str) else None,
         "error": err.get("message") if isinstance(err.get("message"), str) else None,
+        "consistent": ds.consistent_value(i),
     }
 
 
@@ -113,7 +126,12 @@ async def evaluate(sandbox: Sandbox, code: str, ds: Dataset, *, metric: Metric =
     t2 = time.perf_counter()
     scores = score_all(ds, preds, metric)
     timings["score_s"] = time.perf_counter() - t2
-    failures = [_failure(ds, i, ts) for i, ts in enumerate(scores.per_transition) if not ts.correct]
+    wrong = [i for i, ts in enumerate(scores.per_transition) if not ts.correct]
+    # transitions no model can get right go last, so a truncated list keeps the informative ones
+    wrong.sort(key=lambda i: ds.consistent_value(i) is False)
+    failures = [_failure(ds, i, scores.per_transition[i]) for i in wrong[:max_failures]]
+    excused = 0 if metric != "cwm" else \
+        sum(1 for i in wrong if ds.consistent_value(i) is False and scores.per_transition[i].error is None)
     exceptions = sum(1 for ts in scores.per_transition if ts.error is not None)
     accuracy, strict = scores.accuracy, scores.strict_accuracy
     if error is not None and not loaded.ok:
@@ -123,8 +141,9 @@ async def evaluate(sandbox: Sandbox, code: str, ds: Dataset, *, metric: Metric =
     return ScoreReport(
         env_id=ds.env_id, metric=metric, accuracy=accuracy, strict_accuracy=strict, transitions=len(ds),
         correct=sum(1 for ts in scores.per_transition if ts.correct), exceptions=exceptions, error=error,
-        failures=failures[:max_failures], elapsed_s=time.perf_counter() - t0, timings=timings,
-        output=loaded.output,
+        failures=failures, elapsed_s=time.perf_counter() - t0, timings=timings, output=loaded.output,
+        ceiling=ds.ceiling() if metric == "cwm" else None,
+        strict_ceiling=ds.strict_ceiling() if metric == "cwm" else None, excused=excused,
     )
 
 
