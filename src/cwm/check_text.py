@@ -34,8 +34,9 @@ def write_failures(out: TextIO, report: Any, fmt: Callable[[Any], str]) -> None:
         tb = (f.get("traceback") or "").strip()
         if tb and same[tb][0] != int(f["index"]):
             continue  # folded into the first transition that raised it
+        impossible = "  (the real environment cannot produce it either)" if f.get("consistent") is False else ""
         out.write(f"\n✗ transition {f['index']} (trajectory {f['trajectory']}, step {f['step']}): "
-                  f"wrong {', '.join(f['mismatch'])}\n")
+                  f"wrong {', '.join(f['mismatch'])}{impossible}\n")
         out.write(f"    state     {fmt(f['state'])}   action {fmt(f['action'])}\n")
         e, p = f["expected"], f["predicted"]
         trunc = "  (time-limit cut: done not scored)" if e["truncated"] else ""
