@@ -18,7 +18,7 @@ from cwm.agents.llm.fake_server import Fail, FakeLLMServer, Reply
 from cwm.agents.results import ExpansionResult
 from cwm.envs.dataset import load_for_env
 from cwm.graph.run import RunConfig, split_heldout, synthesize
-from cwm.graph.tree import GIFConfig, GIFTree
+from cwm.graph.tree import FeedbackGIFTree, GIFConfig, GIFTree
 from fake_llm import VARIANTS, fenced, serve_in_thread
 
 
@@ -37,19 +37,22 @@ def cycling(names: list[str], delay: float = 0.0):
 MIX = ["name_error", "weak_force", "never_done", "wrong_reward", "weak_force", "never_done"]
 
 
-async def test_k1_graph_reproduces_sequential_gif_mcts(tmp_path):
+@pytest.mark.parametrize(("method", "tree_class"), [("gif-mcts-paper", GIFTree), ("gif-mcts", FeedbackGIFTree)])
+async def test_k1_graph_reproduces_sequential_gif_mcts(tmp_path, method, tree_class):
     async with FakeLLMServer(cycling(MIX)) as server:
         summary = await synthesize(RunConfig(env="CartPole-v1", llm=f"openai:fake@{server.base_url}", budget=10,
-                                             seed=7), tmp_path / "run")
+                                             seed=7, method=method), tmp_path / "run")
     assert summary["search_calls"] == 10 and summary["stop"] == "budget"
-    recorded = json.loads((tmp_path / "run" / "tree.json").read_text(encoding="utf-8"))["nodes"]
+    saved = json.loads((tmp_path / "run" / "tree.json").read_text(encoding="utf-8"))
+    assert (saved["kind"], saved["version"]) == (method, tree_class.version)
+    recorded = saved["nodes"]
     # replay the graph's expansion results through the pure tree, one select/apply at a time
-    tree = GIFTree(GIFConfig(seed=7))
+    tree = tree_class(GIFConfig(seed=7))
     for node in recorded[1:]:
         sel = tree.select()
         assert (sel.parent, sel.key) == (node["parent"], node["key"])
         tree.apply(sel, ExpansionResult(node["program"], node["score"], node["was_bug"], node["heldout"],
-                                        node["feedback"], node["error"]))
+                                        node["feedback"], node["error"], node["failures"]))
     assert [n.__dict__ for n in tree.nodes] == [
         {**n, "children": n["children"], "pending": {}} for n in recorded]
     kinds = {n["action"] for n in recorded[1:]}

@@ -7,7 +7,8 @@
 * ``BestOfN`` — N independent zero-shot generations from the description; the best one wins.
 
 Both reuse ``Node``, ``Selection`` and ``ExpansionResult`` so the graph and the traces treat every
-controller alike.
+controller alike. A child whose program repeats an earlier one (up to layout and comments) takes that
+node's score instead of being scored again and is marked ``duplicate_of``; the algorithms are unchanged.
 """
 
 from __future__ import annotations
@@ -18,11 +19,21 @@ from typing import Any
 import numpy as np
 
 from cwm.agents.results import ExpansionResult
-from cwm.graph.tree import BestTracking, Node, Selection
+from cwm.graph.tree import (
+    BestTracking,
+    Node,
+    Selection,
+    first_fingerprints,
+    resolve_duplicate,
+    showable_failures,
+)
 
 
 class _FlatSearch(BestTracking):
     kind = "flat"
+    version = 1
+    feedback_failures = 1
+    """Failing transitions an improve prompt shows (WorldCoder* as in the paper: one)."""
 
     def __init__(self, seed: int = 0) -> None:
         self.seed = seed
@@ -31,6 +42,7 @@ class _FlatSearch(BestTracking):
         self.expansions = 0
         self.best: int | None = None
         self.pending = 0
+        self.known: dict[str, int] = {}
 
     def in_flight(self) -> int:
         return self.pending
@@ -46,9 +58,13 @@ class _FlatSearch(BestTracking):
 
     def _add(self, sel: Selection, res: ExpansionResult) -> Node:
         self.pending -= 1
+        res, fingerprint = resolve_duplicate(self.nodes, self.known, res)
         child = Node(len(self.nodes), sel.parent, sel.action_type, sel.key, self.nodes[sel.parent].depth + 1,
                      res.program or "", res.program, float(res.score), res.heldout, bug=res.bug, was_bug=res.bug,
-                     complete=True, feedback=res.feedback, error=res.error, visits=1, value_sum=float(res.score))
+                     complete=True, feedback=res.feedback, error=res.error, visits=1, value_sum=float(res.score),
+                     failures=showable_failures(res), fingerprint=fingerprint, duplicate_of=res.duplicate_of)
+        if fingerprint is not None and child.duplicate_of is None:
+            self.known.setdefault(fingerprint, child.id)
         self.nodes.append(child)
         self.nodes[sel.parent].children[sel.key] = child.id
         if self.best is None or child.score > self.nodes[self.best].score:
@@ -56,7 +72,7 @@ class _FlatSearch(BestTracking):
         return child
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "seed": self.seed, "nodes": [asdict(n) for n in self.nodes],
+        return {"kind": self.kind, "version": self.version, "seed": self.seed, "nodes": [asdict(n) for n in self.nodes],
                 "selections": self.selections, "expansions": self.expansions, "best": self.best,
                 "pending": self.pending, **self._extra()}
 
@@ -67,6 +83,7 @@ class _FlatSearch(BestTracking):
         self.nodes = [Node(**n) for n in d["nodes"]]
         self.selections, self.expansions, self.best = int(d["selections"]), int(d["expansions"]), d["best"]
         self.pending = int(d.get("pending", 0))
+        self.known = first_fingerprints(self.nodes)
 
 
 class BestOfN(_FlatSearch):

@@ -54,6 +54,7 @@ from cwm.agents.llm import (
 from cwm.envs.dataset import Dataset, load_for_env
 from cwm.envs.describe import describe
 from cwm.errors import CwmError
+from cwm.graph.methods import method_version, upgrade_config
 from cwm.graph.progress import Segments, anytime_curve, curve_summary, no_program_replies
 from cwm.graph.search import Budget, Method, SearchDeps, build_graph, load_controller
 from cwm.sandbox.worker import Limits, Sandbox, SandboxConfig
@@ -68,6 +69,9 @@ class RunConfig:
     env: str
     llm: str = "local"
     method: Method = "gif-mcts"
+    method_version: int | None = None
+    """The method's rules version (``cwm.graph.methods``); filled in when the run starts. A config without
+    one predates versions: it resumes as the method it ran (``gif-mcts`` then was ``gif-mcts-paper``)."""
     budget: int = 10
     concurrency: int = 1
     seed: int = 0
@@ -124,7 +128,7 @@ def _write_json(path: Path, obj: Any) -> None:
 def load_config(run_dir: Path) -> RunConfig:
     try:
         data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
-        return RunConfig(**data)
+        return RunConfig(**upgrade_config(data))
     except (OSError, ValueError, TypeError) as exc:
         raise CwmError(f"{str(run_dir)!r} is not a cwm run directory: {exc}",
                        hint="pass the --out directory of an earlier `cwm synthesize`") from exc
@@ -159,6 +163,7 @@ async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
     if not resume and (run_dir / "checkpoint.sqlite").exists():
         raise CwmError(f"{str(run_dir)!r} already holds a run", hint=f"resume it with --resume {run_dir}, "
                        "or choose another --out")
+    cfg.method_version = method_version(cfg.method, cfg.method_version)
     client = make_client(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", asdict(cfg))  # a resume may have raised the budget or limits

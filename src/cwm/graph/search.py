@@ -15,7 +15,7 @@ from __future__ import annotations
 import operator
 import time
 from dataclasses import asdict, dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
 import structlog
 from langgraph.graph import END, START, StateGraph
@@ -26,43 +26,13 @@ from typing_extensions import TypedDict
 from cwm.agents.expand import AgentDeps, run_expansion
 from cwm.agents.llm.types import LLMError
 from cwm.agents.results import ExpansionResult
-from cwm.graph.baselines import BestOfN, WorldCoderSearch
-from cwm.graph.tree import ACTION_NAMES, GIFConfig, GIFTree, Node, Selection
+from cwm.graph.methods import METHODS, Controller, load_controller, new_controller
+from cwm.graph.tree import ACTION_NAMES, GIFConfig, Node, Selection
 
 log = structlog.get_logger("cwm.graph")
-Method = Literal["gif-mcts", "worldcoder", "best-of-n"]
-METHODS: tuple[Method, ...] = ("gif-mcts", "worldcoder", "best-of-n")
-
-
-class Controller(Protocol):
-    nodes: list[Node]
-    expansions: int
-
-    def select(self) -> Selection | None: ...
-    def apply(self, sel: Selection, res: ExpansionResult) -> Node: ...
-    def cancel(self, sel: Selection) -> None: ...
-    def solved(self) -> bool: ...
-    def to_dict(self) -> dict[str, Any]: ...
-
-    @property
-    def best_node(self) -> Node | None: ...
-
-
-def new_controller(method: Method, seed: int, config: GIFConfig | None = None) -> Controller:
-    if method == "gif-mcts":
-        return GIFTree(config or GIFConfig(seed=seed))
-    if method == "worldcoder":
-        return WorldCoderSearch(seed)
-    return BestOfN(seed)
-
-
-def load_controller(d: dict[str, Any]) -> Controller:
-    kind = d.get("kind")
-    if kind == "gif-mcts":
-        return GIFTree.from_dict(d)
-    if kind == "worldcoder":
-        return WorldCoderSearch.from_dict(d)
-    return BestOfN.from_dict(d)
+Method = str
+"""A registered method name (``cwm.graph.methods.METHODS``)."""
+__all__ = ["METHODS", "Controller", "Method", "build_graph", "load_controller", "new_controller"]
 
 
 @dataclass(frozen=True)
@@ -92,6 +62,10 @@ class SearchState(TypedDict, total=False):
 class ExpandInput(TypedDict):
     selection: dict[str, Any]
     parent: dict[str, Any]
+    known: dict[str, int]
+    """Fingerprint -> node of every distinct program so far: a reply repeating one is not scored again."""
+    feedback_failures: int
+    """How many failing transitions the controller's improve prompts show."""
 
 
 @dataclass
@@ -108,7 +82,7 @@ class SearchDeps:
 
 def _parent_view(node: Node) -> dict[str, Any]:
     return {"id": node.id, "state_code": node.state_code, "program": node.program, "feedback": node.feedback,
-            "error": node.error}
+            "failures": node.failures, "error": node.error}
 
 
 def _stop_reason(state: SearchState, ctrl: Controller, budget: Budget) -> str | None:
@@ -156,7 +130,7 @@ async def controller(state: SearchState, runtime: Runtime[SearchDeps]
         node = ctrl.apply(done, ExpansionResult(**rec["result"]))
         log.info("mcts.expand", index=done.index, node=node.id, parent=done.parent,
                  action=ACTION_NAMES[done.action_type], score=round(node.score, 6), heldout=node.heldout,
-                 bug=node.bug, complete=node.complete)
+                 bug=node.bug, complete=node.complete, duplicate=node.duplicate_of)
         log.info("mcts.backprop", node=node.id, path=[*done.path, node.id],
                  values=[round(ctrl.nodes[i].value(), 6) for i in [*done.path, node.id]])
         best = ctrl.best_node
@@ -174,10 +148,11 @@ async def controller(state: SearchState, runtime: Runtime[SearchDeps]
             if sel is None:
                 break
             log.info("mcts.select", index=sel.index, parent=sel.parent, action=ACTION_NAMES[sel.action_type],
-                     key=sel.key, path=sel.path, ucb=sel.scores)
+                     key=sel.key, path=sel.path, ucb=sel.scores, reason=sel.reason)
             inflight[str(sel.index)] = asdict(sel)
-            sends.append(Send("expand", ExpandInput(selection=asdict(sel), parent=_parent_view(
-                ctrl.nodes[sel.parent]))))
+            sends.append(Send("expand", ExpandInput(
+                selection=asdict(sel), parent=_parent_view(ctrl.nodes[sel.parent]), known=dict(ctrl.known),
+                feedback_failures=ctrl.feedback_failures)))
         if not sends:
             stop = "nothing left to expand"
     update = {**new_state, "controller": ctrl.to_dict(), "inflight": inflight, "results": Overwrite([]),
@@ -216,7 +191,8 @@ async def expand(inp: ExpandInput, runtime: Runtime[SearchDeps]) -> dict[str, An
     sel = inp["selection"]
     try:
         result, meta = await run_expansion(runtime.context.agents, sel["action_type"], int(sel["index"]),
-                                           inp["parent"])
+                                           inp["parent"], known=inp.get("known") or {},
+                                           show_failures=int(inp.get("feedback_failures", 1)))
     except LLMError as exc:
         return {"results": [{"index": sel["index"], "llm_error": str(exc), "meta": {}}]}
     except Exception as exc:

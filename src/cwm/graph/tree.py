@@ -1,9 +1,11 @@
 """GIF-MCTS over programs: the tree, selection, value predictors, bug chains and backpropagation.
 
 Pure and deterministic: no I/O, no LLM, no sandbox. The controller asks ``select(k)`` for up to k
-expansions, some agent produces each child's program and its score, and ``apply`` grows the tree. The
-rules follow the paper (App. B) and the official code (``gif_mcts.py``), with these deliberate fixes
-(each documented in the README):
+expansions, some agent produces each child's program and its score, and ``apply`` grows the tree.
+
+Two controllers live here. ``GIFTree`` (method ``gif-mcts-paper``) is the paper's algorithm; its rules
+follow the paper (App. B) and the official code (``gif_mcts.py``), with these deliberate fixes (each
+documented in the README):
 
 1. the local value used to train a value predictor excludes the child being added (the official code
    counted it with value 0 before backpropagation);
@@ -14,6 +16,11 @@ rules follow the paper (App. B) and the official code (``gif_mcts.py``), with th
 5. up to k expansions can be in flight: a virtual loss (pending visits with value 0) on the selected
    path steers the next selection elsewhere. With k = 1 nothing is pending at selection time, so the
    search is the sequential algorithm step for step.
+
+``FeedbackGIFTree`` (method ``gif-mcts``, the default) keeps that tree and changes what it believes about
+untried improve and fix actions; see its docstring. Both recognise duplicate children (a program equal to
+an existing node's up to layout and comments): the paper tree only copies the original's score instead
+of scoring it again (its search is unchanged), the feedback tree also treats it as a zero-gain outcome.
 """
 
 from __future__ import annotations
@@ -21,8 +28,9 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
+from cwm.agents.normalize import program_key
 from cwm.agents.results import ExpansionResult
 
 ActionType = Literal["g", "i", "f"]
@@ -45,9 +53,19 @@ class GIFConfig:
     allow_generate: bool = True
     allow_improve: bool = True
     seed: int = 0
+    # used by the feedback tree (gif-mcts) only; the paper tree ignores them
+    prior_gain_improve: float = 0.05
+    """Improvement an improve is assumed to bring before this run has measured any (one pseudo-sample)."""
+    prior_gain_fix: float = 0.1
+    prior_gain_count: int = 1
+    stall_patience: int = 2
+    """Expansions without a new best after which the best untried improvable node's improve is forced."""
 
     def prior(self, t: str) -> float:
         return {"g": self.prior_generate, "i": self.prior_improve, "f": self.prior_fix}[t]
+
+    def prior_gain(self, t: str) -> float:
+        return {"g": 0.0, "i": self.prior_gain_improve, "f": self.prior_gain_fix}[t]
 
     def bug_value(self, fixes_left: int) -> float:
         """Temporary value of a buggy node: 0.99 with every fix left, down to 0 with none (linspace)."""
@@ -82,8 +100,14 @@ class Node:
     """Action keys with an expansion in flight, and how many virtual visits this node carries."""
     virtual: int = 0
     feedback: dict[str, Any] | None = None
-    """What improve and fix prompts show: the first failing transition, or the error."""
+    """The first failing transition an improve prompt may show (what the paper's prompt shows)."""
     error: str | None = None
+    failures: list[dict[str, Any]] | None = None
+    """The failing transitions an improve prompt may show (first of each kind); None in older trees."""
+    fingerprint: str | None = None
+    """``program_key`` of the program: equal for programs that differ only in layout and comments."""
+    duplicate_of: int | None = None
+    """The earlier node whose program this one repeats (its score was copied, not measured again)."""
 
     def value(self, *, real: bool = False) -> float:
         """Mean value; selection counts in-flight (virtual) visits as zeros, learning does not."""
@@ -130,6 +154,8 @@ class Selection:
     """Global expansion index (also the LLM sample index, so retries of it replay from the cache)."""
     scores: dict[str, list[float]] = field(default_factory=dict)
     """UCT terms at each step of the descent, for traces: key -> [U, V, E]."""
+    reason: str = "uct"
+    """'uct', or 'stall' when the feedback tree forced an untried improve (see FeedbackGIFTree)."""
 
 
 class BestTracking:
@@ -147,7 +173,48 @@ class BestTracking:
         return b is not None and b.score >= 1.0
 
 
+def first_fingerprints(nodes: list[Node]) -> dict[str, int]:
+    """The first node holding each distinct program (duplicates point at it, so they are left out)."""
+    out: dict[str, int] = {}
+    for n in nodes:
+        if n.fingerprint is not None and n.duplicate_of is None:
+            out.setdefault(n.fingerprint, n.id)
+    return out
+
+
+def resolve_duplicate(nodes: list[Node], known: dict[str, int], res: ExpansionResult
+                      ) -> tuple[ExpansionResult, str | None]:
+    """The result as the tree records it, and the program's fingerprint.
+
+    A program equal to an earlier node's (up to layout and comments) takes that node's measurements:
+    the agent may have skipped scoring it (``duplicate_of`` set), or scored it concurrently with the
+    original; either way both nodes then carry the same numbers."""
+    fp = program_key(res.program) if res.program else None
+    dup = res.duplicate_of if res.duplicate_of is not None else (known.get(fp) if fp is not None else None)
+    if dup is None or not 0 < dup < len(nodes):
+        return res, fp
+    o = nodes[dup]
+    if o.duplicate_of is not None:
+        o = nodes[o.duplicate_of]
+    return ExpansionResult(res.program, o.score, o.was_bug, o.heldout, o.feedback, o.error, o.failures,
+                           o.id), fp
+
+
+def showable_failures(res: ExpansionResult) -> list[dict[str, Any]]:
+    """What an improve prompt can show for this result (``feedback`` alone in results older than ``failures``)."""
+    if res.failures is not None:
+        return list(res.failures)
+    return [res.feedback] if res.feedback else []
+
+
 class GIFTree(BestTracking):
+    """The paper's GIF-MCTS (method ``gif-mcts-paper``): its rules, pinned; see the module docstring."""
+
+    kind = "gif-mcts-paper"
+    version = 1
+    feedback_failures = 1
+    """How many failing transitions its improve prompts show (the paper: one)."""
+
     def __init__(self, config: GIFConfig | None = None) -> None:
         self.config = config or GIFConfig()
         c = self.config
@@ -161,6 +228,8 @@ class GIFTree(BestTracking):
         self.expansions = 0
         self.best: int | None = None
         self.predictor_log: list[dict[str, Any]] = []
+        self.known: dict[str, int] = {}
+        """Fingerprint -> first node with that program (derived from the nodes, not persisted)."""
 
     # ------------------------------------------------------------------------------ values
     def global_value(self, t: str) -> float:
@@ -184,8 +253,12 @@ class GIFTree(BestTracking):
             t = key[0]
             n_same = sum(1 for k in parent.children if k[0] == t) - 1
             e = c.ucb_c * math.sqrt(log_n / (n_same + c.eps))
-            v = min(1.0, max(0.0, self.predictors[t].predict(self.global_value(t), self.local_value(parent, t))))
+            v = min(1.0, max(0.0, self.predict(parent, t)))
         return v + e, v, e
+
+    def predict(self, parent: Node, t: str) -> float:
+        """Predicted value of an untried action of type ``t`` at ``parent`` (the paper's linear model)."""
+        return self.predictors[t].predict(self.global_value(t), self.local_value(parent, t))
 
     # ----------------------------------------------------------------------------- selection
     def _candidates(self, node: Node) -> list[str]:
@@ -273,6 +346,7 @@ class GIFTree(BestTracking):
         self._remove_virtual(sel)
         parent = self.nodes[sel.parent]
         t = sel.action_type
+        res, fingerprint = resolve_duplicate(self.nodes, self.known, res)
         prog = res.program or ""
         parent_lines = parent.state_code.split("\n") if parent.state_code else []
         lines = prog.split("\n") if prog else []
@@ -280,36 +354,61 @@ class GIFTree(BestTracking):
         complete = len(lines) <= cut
         child = Node(len(self.nodes), parent.id, t, sel.key, parent.depth + 1, "\n".join(lines[:cut]),
                      res.program, float(res.score), res.heldout, bug=res.bug, was_bug=res.bug,
-                     complete=complete, feedback=res.feedback, error=res.error)
+                     complete=complete, feedback=res.feedback, error=res.error,
+                     failures=showable_failures(res), fingerprint=fingerprint, duplicate_of=res.duplicate_of)
         child.fixes_left = parent.fixes_left - 1 if (res.bug and t == "f") else c.max_fixes
         child.reward = child.score if complete else 0.0
+        self._set_actions(child, res)
+        self.nodes.append(child)
+        parent.children[sel.key] = child.id
+        if fingerprint is not None and child.duplicate_of is None:
+            self.known.setdefault(fingerprint, child.id)
+        self._learn(parent, child, t)
+        value = 0.0 if complete else child.score
+        self._backprop([*sel.path, child.id], value, visit_only=self._visit_only(child))
+        if parent.bug:
+            self._settle_bug_chain(parent, child)
+        raised = self.best is None or child.score > self.nodes[self.best].score
+        if raised:
+            self.best = child.id
+        self._after_apply(child, raised)
+        return child
+
+    # ------------------------------------------------------------- rules a variant may change
+    def _set_actions(self, child: Node, res: ExpansionResult) -> None:
+        """The actions a new node offers: fix only when buggy, improve only when complete, else both."""
+        c = self.config
         if res.bug:
             if child.fixes_left > 0:
                 child.children = {"f1": None}
                 child.value_sum = c.bug_value(child.fixes_left)
-        elif complete:
+        elif child.complete:
             if c.allow_improve:
                 child.children = {"i1": None}
         else:
             child.children = {"g1": None} if c.allow_generate else {}
             if c.allow_improve:
                 child.children["i1"] = None
-        self.nodes.append(child)
-        parent.children[sel.key] = child.id
-        # value predictor: local value over the siblings already there (fix 1), global before this sample
+
+    def _learn(self, parent: Node, child: Node, t: str) -> None:
+        """Train the action type's value predictor: local value over the siblings already there (fix 1),
+        global value before this sample."""
+        self._train_predictor(parent, child, t, child.score)
+
+    def _train_predictor(self, parent: Node, child: Node, t: str, target: float) -> None:
         v_g, v_l = self.global_value(t), self.local_value(parent, t, exclude=child.id, real=True)
-        loss = self.predictors[t].update(v_g, v_l, child.score)
-        self.predictor_log.append({"type": t, "v_g": v_g, "v_l": v_l, "target": child.score, "loss": loss,
+        loss = self.predictors[t].update(v_g, v_l, target)
+        self.predictor_log.append({"type": t, "v_g": v_g, "v_l": v_l, "target": target, "loss": loss,
                                    "w_g": self.predictors[t].w_g, "w_l": self.predictors[t].w_l})
-        self.global_sum[t] += child.score
+        self.global_sum[t] += target
         self.global_count[t] += 1
-        value = 0.0 if complete else child.score
-        self._backprop([*sel.path, child.id], value, visit_only=res.bug)
-        if parent.bug:
-            self._settle_bug_chain(parent, child)
-        if self.best is None or child.score > self.nodes[self.best].score:
-            self.best = child.id
-        return child
+
+    def _visit_only(self, child: Node) -> bool:
+        """Temporary (bug) values only add visits to the ancestors."""
+        return child.bug
+
+    def _after_apply(self, child: Node, raised_best: bool) -> None:
+        """Hook after a child is in place and the best is updated."""
 
     def _backprop(self, path: list[int], value: float, *, visit_only: bool) -> None:
         for nid in reversed(path):
@@ -350,15 +449,21 @@ class GIFTree(BestTracking):
     # ------------------------------------------------------------------------- persistence
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": "gif-mcts", "config": asdict(self.config), "nodes": [asdict(n) for n in self.nodes],
+            "kind": self.kind, "version": self.version, "config": asdict(self.config),
+            "nodes": [asdict(n) for n in self.nodes],
             "predictors": {t: asdict(p) for t, p in self.predictors.items()},
             "global_sum": self.global_sum, "global_count": self.global_count, "selections": self.selections,
             "expansions": self.expansions, "best": self.best, "predictor_log": self.predictor_log,
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> GIFTree:
+    def from_dict(cls, d: dict[str, Any]) -> Self:
         tree = cls(GIFConfig(**d["config"]))
+        tree._load(d)
+        return tree
+
+    def _load(self, d: dict[str, Any]) -> None:
+        tree = self
         tree.nodes = [Node(**n) for n in d["nodes"]]
         tree.predictors = {t: ValuePredictor(**p) for t, p in d["predictors"].items()}
         tree.global_sum = dict(d["global_sum"])
@@ -367,4 +472,140 @@ class GIFTree(BestTracking):
         tree.expansions = int(d["expansions"])
         tree.best = d["best"]
         tree.predictor_log = list(d["predictor_log"])
-        return tree
+        tree.known = first_fingerprints(tree.nodes)
+
+
+class FeedbackGIFTree(GIFTree):
+    """GIF-MCTS that uses its feedback (method ``gif-mcts``, the default).
+
+    The paper predicts an untried improve from a global prior (0.55) moved only by measured improves,
+    while a generate child inherits its program's score. With a capable model whose first program already
+    scores 0.98, generate then always wins, improve is never tried, and the model never sees a failing
+    transition. This tree keeps the paper's tree, UCT, generate predictor, bug chains and backpropagation,
+    and changes four things:
+
+    1. **Improve and fix are predicted from their parent.** An untried improve (fix) at node P is worth
+       ``P.score + gain``, where ``gain`` is the mean improvement (child score minus parent score) that
+       improves (fixes) have measured in this run, shrunk towards a small prior gain by one pseudo-sample,
+       and blended with the gains of P's own improve (fix) children, one pseudo-sample for the run's
+       mean. A model whose improves help is asked to improve its best programs; one whose improves hurt
+       has its improves predicted below their parents and goes back to generating.
+    2. **Bounded wait for improve.** After ``stall_patience`` expansions in a row that did not raise the
+       best score, the next selection is the untried improve of the best improvable node (highest score,
+       earliest on ties): healthy, not a duplicate, below 1.0, with a failing transition it may show and
+       no improve tried or in flight. A forced selection restarts the count, so at most one in
+       ``stall_patience + 1`` selections is forced, and each node is forced at most once.
+    3. **Duplicates are zero-gain outcomes.** A child whose program repeats an earlier node's gets that
+       node's score (never re-scored), offers no actions (its original holds them), counts as gain 0 for
+       its action type (the generate predictor is trained with its parent's score as target), and only
+       adds visits to its ancestors, so a model that keeps writing the same program makes the action that
+       produced it look no better than staying put.
+    4. **Nothing to show, no improve.** A node wrong only on transitions the dataset's audit marked
+       inconsistent offers no improve: it is as good as the data allows.
+    """
+
+    kind = "gif-mcts"
+    version = 2
+    feedback_failures = 3
+
+    def __init__(self, config: GIFConfig | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        self.gain_sum = {t: c.prior_gain(t) * c.prior_gain_count for t in "gif"}
+        self.gain_count = {t: float(c.prior_gain_count) for t in "gif"}
+        self.stall = 0
+        """Expansions applied since the best score last rose (or since the last forced improve)."""
+
+    # ------------------------------------------------------------------------------ values
+    def gain(self, parent: Node, child: Node) -> float:
+        """What an expansion measured: its score over its parent's, zero for a duplicate."""
+        return 0.0 if child.duplicate_of is not None else child.score - parent.score
+
+    def mean_gain(self, t: str) -> float:
+        return self.gain_sum[t] / self.gain_count[t]
+
+    def expected_gain(self, parent: Node, t: str) -> float:
+        """The run's mean gain for ``t`` (one pseudo-sample) blended with ``parent``'s own ``t`` children."""
+        local = [self.gain(parent, self.nodes[cid]) for k, cid in parent.children.items()
+                 if k[0] == t and cid is not None]
+        return (sum(local) + self.mean_gain(t)) / (len(local) + 1)
+
+    def predict(self, parent: Node, t: str) -> float:
+        if t == "g":
+            return super().predict(parent, t)
+        return parent.score + self.expected_gain(parent, t)
+
+    # ----------------------------------------------------------------------------- selection
+    def improvable(self, node: Node) -> bool:
+        return (node.id != 0 and not node.bug and not node.pruned and node.duplicate_of is None
+                and node.program is not None and node.score < 1.0 and bool(node.failures)
+                and any(k[0] == "i" for k in node.children))
+
+    def _untried_improve(self, node: Node) -> str | None:
+        keys = [k for k in node.children if k[0] == "i"]
+        if any(node.children[k] is not None or k in node.pending for k in keys):
+            return None
+        return keys[0] if keys else None
+
+    def select(self) -> Selection | None:
+        if self.stall >= self.config.stall_patience:
+            forced = self._forced_improve()
+            if forced is not None:
+                return forced
+        return super().select()
+
+    def _forced_improve(self) -> Selection | None:
+        cands = [n for n in self.nodes if self.improvable(n) and self._untried_improve(n) is not None]
+        if not cands:
+            return None
+        node = max(cands, key=lambda n: (n.score, -n.id))
+        key = self._untried_improve(node)
+        assert key is not None
+        path = [node.id]
+        while self.nodes[path[0]].parent is not None:
+            path.insert(0, self.nodes[path[0]].parent)  # type: ignore[arg-type]
+        self.selections += 1
+        self.stall = 0
+        self._widen(node, key)
+        sel = Selection(node.id, key, "i", path, self.expansions,
+                        {f"{node.id}:{key}": [round(x, 6) for x in self.ucb(node, key)]}, reason="stall")
+        self.expansions += 1
+        self._add_virtual(sel)
+        return sel
+
+    # ----------------------------------------------------------------------------- expansion
+    def _set_actions(self, child: Node, res: ExpansionResult) -> None:
+        if child.duplicate_of is not None:
+            child.children = {}  # its original offers the same actions
+            return
+        super()._set_actions(child, res)
+        if not child.failures or child.score >= 1.0:  # nothing the prompt could show
+            child.children = {k: v for k, v in child.children.items() if k[0] != "i"}
+
+    def _learn(self, parent: Node, child: Node, t: str) -> None:
+        gain = self.gain(parent, child)
+        self.gain_sum[t] += gain
+        self.gain_count[t] += 1
+        if t == "g":
+            target = parent.score if child.duplicate_of is not None else child.score
+            self._train_predictor(parent, child, t, target)
+        else:
+            self.predictor_log.append({"type": t, "parent": parent.score, "gain": gain,
+                                       "mean_gain": self.mean_gain(t)})
+
+    def _visit_only(self, child: Node) -> bool:
+        return child.bug or child.duplicate_of is not None
+
+    def _after_apply(self, child: Node, raised_best: bool) -> None:
+        self.stall = 0 if raised_best else self.stall + 1
+
+    # ------------------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "gain_sum": self.gain_sum, "gain_count": self.gain_count,
+                "stall": self.stall}
+
+    def _load(self, d: dict[str, Any]) -> None:
+        super()._load(d)
+        self.gain_sum = dict(d["gain_sum"])
+        self.gain_count = dict(d["gain_count"])
+        self.stall = int(d["stall"])
