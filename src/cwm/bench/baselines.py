@@ -7,7 +7,7 @@ both baselines were measured with the same planner settings, episodes and seed a
    beside each figure, so CI and users never recompute them;
 2. ``cache``: the user's baseline cache (``cwm plan --model oracle|random``, ``cwm bench --baselines-only``);
 3. ``paper``: Table 12's figure, used only when the planner is the paper's (MCTS with 25 simulations, or
-   ``--cem paper``) and marked as such in results and reports.
+   ``--cem paper``) over whole episodes, and marked as such in results and reports.
 
 Anything else leaves the normalized return null rather than mixing settings.
 """
@@ -55,6 +55,9 @@ def shipped() -> list[dict[str, Any]]:
 
 
 def _paper_applies(planner_key: dict[str, Any]) -> bool:
+    """Table 12 measured whole episodes with the paper's planner; any other settings measure something else."""
+    if planner_key.get("max_steps") is not None:
+        return False
     cfg = planner_key["config"]
     if planner_key["planner"] == "mcts":
         return bool(cfg.get("simulations") == 25)
