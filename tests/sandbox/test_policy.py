@@ -297,3 +297,31 @@ def test_the_prompt_contract_lists_exactly_what_is_allowed():
     assert "<mujoco" not in tool  # the shape of a program, never the environment's model file
     user = prompts.generate("An environment.", ds, "", ("mujoco",))[1].content
     assert "### Using mujoco" in user
+
+
+async def test_a_tool_using_search_is_recorded_and_prompted(tmp_path):
+    """synthesize --allow-import mujoco: the prompt carries the tool note, the config and summary record it."""
+    import json
+
+    from cwm.agents.llm.fake_server import FakeLLMServer, Reply
+    from cwm.graph.run import RunConfig, synthesize
+
+    description = tmp_path / "description.md"
+    description.write_text("A cart on a rail with a hinged pole; observation [x, angle, x_dot, angle_dot].\n",
+                           encoding="utf-8")
+    async with FakeLLMServer([Reply(f"```python\n{MUJOCO_MODEL}```")]) as server:
+        summary = await synthesize(RunConfig(env="InvertedPendulum-v4", llm=f"openai:fake@{server.base_url}",
+                                             budget=1, description=str(description), allow_import=["mujoco"]),
+                                   tmp_path / "run")
+        prompt = server.requests[0]["body"]["messages"][-1]["content"]
+    assert "### Using mujoco" in prompt and "numpy and mujoco" in prompt
+    assert summary["accuracy"] >= 0.97 and summary["allow_import"] == ["mujoco"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["allow_import"] == ["mujoco"]
+
+
+async def test_synthesize_never_preloads(tmp_path):
+    from cwm.graph.run import RunConfig, synthesize
+
+    with pytest.raises(CwmError, match="trusted reference models"):
+        await synthesize(RunConfig(env="CartPole-v1", llm="openai:fake@http://127.0.0.1:9/v1", budget=1,
+                                   preload=["gymnasium"]), tmp_path / "run")

@@ -54,17 +54,20 @@ class AgentDeps:
 
 def build_messages(deps: AgentDeps, action_type: str, parent: dict[str, Any], show_failures: int = 1
                    ) -> list[Message]:
+    allowed = deps.sandbox.config.allow_import  # the prompt lists exactly what the sandbox lets in
     if action_type == "g":
-        return prompts.generate(deps.description, deps.feedback, parent.get("state_code") or "")
+        return prompts.generate(deps.description, deps.feedback, parent.get("state_code") or "", allowed)
     program = parent.get("program") or ""
     if action_type == "f":
-        return prompts.fix(deps.description, deps.feedback, program, parent.get("error") or "unknown error")
+        return prompts.fix(deps.description, deps.feedback, program, parent.get("error") or "unknown error",
+                           allowed)
     failures = parent.get("failures")
     if failures is None:  # a node made before failures were recorded
         failures = [parent["feedback"]] if parent.get("feedback") else []
     if not failures:  # nothing wrong that may be shown: ask for a rewrite that keeps it so (rare)
-        return prompts.generate(deps.description, deps.feedback, program)
-    return prompts.improve(deps.description, deps.feedback, program, failures[:max(1, show_failures)])
+        return prompts.generate(deps.description, deps.feedback, program, allowed)
+    return prompts.improve(deps.description, deps.feedback, program, failures[:max(1, show_failures)],
+                           allowed)
 
 
 def _error_text(report: ScoreReport) -> str | None:

@@ -53,8 +53,9 @@ class Limits:
     """CPU-seconds backstop; default: the load deadline plus one hour."""
     file_bytes: int = 1 << 20
     max_tasks: int = 0
-    """RLIMIT_NPROC: 0 forbids threads and processes. Trusted models that need threads (MuJoCo's
-    compiler) may raise it; with seccomp on, fork and exec stay denied whatever this is."""
+    """RLIMIT_NPROC: 0 forbids threads and processes. An allowed library that registers a need for
+    threads raises it for its sandbox (``policy.register_library``); with seccomp on, fork and exec stay
+    denied whatever this is."""
     output_chars: int = 8192
     drop_uid: bool = True
     seccomp: bool = True
