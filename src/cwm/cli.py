@@ -91,6 +91,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         resolve_gym_id(args.env)
     code = _read_program(args.program)
     ds = load_for_env(args.env, args.dataset)
+    _check_dataset_env(ds, args.env, args.env_kwargs)
+    _env_setup(args.env, args.env_kwargs, warn="a program can predict only the most likely outcome, so expect "
+               "accuracy below 1.0")
     hide = (str(Path(args.dataset).resolve().parent),) if args.dataset else ()
 
     async def run() -> tuple[Any, str]:
@@ -184,8 +187,31 @@ def cmd_envs(args: argparse.Namespace) -> int:
 def cmd_describe(args: argparse.Namespace) -> int:
     from cwm.envs.describe import describe
 
-    sys.stdout.write(describe(args.env, args.description) + "\n")
+    sys.stdout.write(describe(args.env, args.description, args.describe, args.env_kwargs) + "\n")
     return EXIT_OK
+
+
+def _env_setup(env: str, env_kwargs: dict[str, Any], warn: str | None = None) -> None:
+    """Check --env-kwargs against the environment itself (a bad one is exit 2 before any work) and, when
+    ``warn`` is given, say on stderr (one line) that the environment's dynamics are random."""
+    from cwm.envs.registry import make_env, stochasticity
+
+    if env_kwargs:
+        make_env(env, **env_kwargs).close()
+    why = stochasticity(env, env_kwargs)
+    if warn and why:
+        sys.stderr.write(f"cwm: warning: {env} has random dynamics ({why}); {warn}\n")
+
+
+def _check_dataset_env(ds: Any, env: str, env_kwargs: dict[str, Any]) -> None:
+    """Refuse (exit 2) a dataset recorded on another environment, or with other --env-kwargs."""
+    from cwm.envs.registry import canonical_kwargs, dataset_mismatch
+
+    why = dataset_mismatch(ds.env_id, ds.meta.get("env_kwargs"), env, env_kwargs)
+    if why:
+        kw = ds.meta.get("env_kwargs")
+        raise CwmError(why, hint=f"pass --env {ds.env_id}" + (f" --env-kwargs '{canonical_kwargs(kw)}'" if kw else "")
+                       + f", or a dataset recorded on {env}")
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
@@ -194,7 +220,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     cfg = CollectConfig(trajectories=args.trajectories, max_steps=args.max_steps, seed=args.seed,
                         policy=args.policy, cem_samples=args.cem_samples, cem_elites=args.cem_elites)
     out = Path(args.out or f"{args.env.replace('/', '_')}.npz")
-    ds = collect(args.env, cfg)
+    _env_setup(args.env, args.env_kwargs, warn="the recorded transitions are samples of random outcomes")
+    ds = collect(args.env, cfg, env_kwargs=args.env_kwargs)
     ds.save(out)
     sys.stderr.write("\n" if sys.stderr.isatty() else "")
     sys.stdout.write(f"wrote {out}: {len(ds)} transitions in {ds.n_trajectories} trajectories "
@@ -339,7 +366,7 @@ def _usd(cost: float | None) -> str:
 _RUN_FIELDS = {"timeout": "timeout_s", "read_timeout": "read_timeout_s", "stream": "stream", "prices": "prices",
                "cache_dir": "cache_dir", "record": "record", "replay": "replay", "memory_mb": "memory_mb",
                "load_timeout": "load_timeout_s", "isolation": "isolation", "preload": "preload",
-               "allow_import": "allow_import"}
+               "allow_import": "allow_import", "describe": "describe", "env_kwargs": "env_kwargs"}
 """`synthesize` flags shared with `ask` and `check`, and the RunConfig field each sets."""
 _RESUME_FLAGS = {"budget": "budget", "max_tokens": "max_tokens", "max_cost": "max_cost_usd",
                  "max_time": "max_seconds", "timeout": "timeout_s", "read_timeout": "read_timeout_s",
@@ -396,6 +423,11 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         from cwm.envs.registry import resolve_gym_id
 
         resolve_gym_id(args.env)
+        _env_setup(args.env, args.env_kwargs)
+        if args.dataset or args.env_kwargs:
+            from cwm.envs.dataset import load_for_env
+
+            _check_dataset_env(load_for_env(args.env, args.dataset), args.env, args.env_kwargs)
         cfg = RunConfig(env=args.env, llm=args.llm, method=args.method, budget=args.budget,
                         concurrency=args.concurrency, seed=args.seed, dataset=args.dataset,
                         description=args.description, heldout_fraction=args.heldout,
@@ -469,7 +501,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     resolve_gym_id(args.env)
     cfg = PlanConfig(env=args.env, model=args.model, episodes=args.episodes, seed=args.seed, cem=args.cem,
-                     simulations=args.simulations, max_steps=args.max_steps)
+                     simulations=args.simulations, max_steps=args.max_steps, env_kwargs=args.env_kwargs)
+    _env_setup(args.env, args.env_kwargs)
     from cwm.plan_text import PlanProgress
 
     # a terminal gets one live line; a log or pipe gets a plain line per episode (and a heartbeat)
@@ -572,6 +605,18 @@ def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:
                         "their dependencies come with them; the environment's own package never does")
 
 
+def _add_env_kwargs_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--env-kwargs", type=A.env_kwargs, default={}, metavar="JSON|KEY=VALUE,...",
+                   help="arguments to make the environment with: a JSON object or key=value pairs, e.g. "
+                        "is_slippery=False (values read as JSON; True/False/None accepted)")
+
+
+def _add_describe_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--describe", choices=["docs+facts", "docs"], default="docs+facts",
+                   help="docs+facts (default): the description plus constants introspected from the installed "
+                        "environment; docs: the description alone (the paper's prompts)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = A.CliParser(prog="cwm", description="Code World Models: write, score and plan "
                                      "with LLM-written environment models.")
@@ -590,6 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="cwm: paper accuracy without the official ceilings; official: the paper's numbers")
     p.add_argument("--max-failures", type=A.non_negative_int, default=5, help="failures to show (default 5)")
     p.add_argument("--json", action="store_true", help="print exactly one JSON object")
+    _add_env_kwargs_flag(p)
     _add_sandbox_flags(p)
     p.set_defaults(func=cmd_check)
 
@@ -627,6 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("describe", help="print the description of an environment used in prompts")
     p.add_argument("env", type=A.non_empty_text)
     p.add_argument("--description", type=A.readable_file, help="file with a description for a custom environment")
+    _add_describe_flag(p)
+    _add_env_kwargs_flag(p)
     p.set_defaults(func=cmd_describe)
 
     p = sub.add_parser("synthesize", help="search for a Code World Model with an LLM (GIF-MCTS or a baseline)")
@@ -643,6 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=A.run_dir, metavar="RUN_DIR", help="continue a run that was interrupted")
     p.add_argument("--dataset", type=A.readable_file, help="cwm dataset (.npz) for a custom environment")
     p.add_argument("--description", type=A.readable_file, help="description file for a custom environment")
+    _add_describe_flag(p)
+    _add_env_kwargs_flag(p)
     p.add_argument("--heldout", type=A.float_range(0, 1, high_open=True), default=0.2,
                    help="fraction of trajectories never shown (0.2)")
     p.add_argument("--seed", type=A.non_negative_int, default=0)
@@ -673,6 +723,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=A.positive_int,
                    help="cut episodes at this many steps (default: the env's limit)")
     p.add_argument("--json", action="store_true")
+    _add_env_kwargs_flag(p)
     _add_sandbox_flags(p)
     p.set_defaults(func=cmd_plan)
 
@@ -714,6 +765,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spread: random to competent (the paper's protocol); random: uniform actions")
     p.add_argument("--cem-samples", type=A.positive_int, default=1000, help="CEM samples per iteration (continuous)")
     p.add_argument("--cem-elites", type=A.positive_int, default=100)
+    _add_env_kwargs_flag(p)
     A.add_check(p, A.at_most("cem_elites", "cem_samples"))
     p.set_defaults(func=cmd_collect)
     return parser

@@ -278,6 +278,17 @@ def _env_id(text: str) -> str:
 env_id = ArgType("environment id", _env_id, lambda _scratch: ["", "NoSuchEnv-v0"])
 
 
+def _env_kwargs(text: str) -> dict[str, Any]:
+    from cwm.envs.registry import parse_env_kwargs  # no gymnasium import: only the syntax is checked here
+
+    return parse_env_kwargs(text)
+
+
+env_kwargs = ArgType("environment arguments", _env_kwargs,
+                     lambda _scratch: ["", "   ", "is_slippery", "{not json", "[1, 2]", "1x=2", '{"a-b": 1}'])
+"""``--env-kwargs``: a JSON object or key=value pairs (``cwm.envs.registry.parse_env_kwargs``)."""
+
+
 def _provider(text: str) -> str:
     if text == "local":  # the default: skip importing the LLM package just to confirm it
         return text

@@ -73,8 +73,21 @@ One Python module defining `class Environment` with these methods:
   and `done` as a bool that is True only when the environment's own rules end the episode (a time limit
   is not one of them).
 
-{_libraries(allowed)} The environment is deterministic: compute
-exactly what it computes, in the same order and precision.{_tool_notes(allowed)}"""
+{_libraries(allowed)} {dynamics_sentence(ds)}{_tool_notes(allowed)}"""
+
+
+def dynamics_sentence(ds: Dataset) -> str:
+    """Whether the environment is deterministic, from the env and the kwargs its data were recorded with
+    (``cwm.envs.registry.stochasticity``). Random dynamics (Blackjack's cards, FrozenLake's ice) cannot be
+    reproduced, so the program is asked for the most likely outcome instead."""
+    from cwm.envs.registry import stochasticity
+
+    why = stochasticity(ds.env_id, ds.meta.get("env_kwargs"))
+    if why is None:
+        return "The environment is deterministic: compute\nexactly what it computes, in the same order and precision."
+    return (f"The environment's dynamics are random: {why}. The recorded transitions are samples of that\n"
+            "randomness, so predict the most likely outcome: the most probable next state, with the reward and\n"
+            "done that go with it; compute everything that is not random exactly as the environment does.")
 
 
 def _fmt(v: Any) -> str:

@@ -126,12 +126,15 @@ def _lookahead(u: Any, snap: Snapshotter, cfg: CollectConfig, rng: np.random.Gen
 
 
 def collect(env_id: str, cfg: CollectConfig | None = None,
-            progress: Callable[[int, int, int, float], None] | None = _progress) -> Dataset:
-    """Record ``cfg.trajectories`` trajectories of ``env_id`` (see the module docstring)."""
+            progress: Callable[[int, int, int, float], None] | None = _progress,
+            env_kwargs: dict[str, Any] | None = None) -> Dataset:
+    """Record ``cfg.trajectories`` trajectories of ``env_id`` made with ``env_kwargs`` (see the module
+    docstring); the kwargs go into the dataset's meta so that scoring can refuse another environment."""
     cfg = cfg or CollectConfig()
     if cfg.trajectories < 1 or cfg.max_steps < 1:
         raise CwmError("--trajectories and --max-steps must be at least 1")
-    env: Any = make_env(env_id)
+    env_kwargs = dict(env_kwargs or {})
+    env: Any = make_env(env_id, **env_kwargs)
     u = env.unwrapped
     state_kind, sdtype, action_kind = space_kinds(env)
     snap = Snapshotter(u)
@@ -188,5 +191,6 @@ def collect(env_id: str, cfg: CollectConfig | None = None,
         state_kind=state_kind, action_kind=action_kind,  # type: ignore[arg-type]
         meta={"gym_id": resolve_gym_id(env_id), "protocol": f"cwm collect: {cfg}",
               "gymnasium": __import__("gymnasium").__version__, "source": "recorded with cwm collect",
+              "env_kwargs": env_kwargs,
               "seconds": round(time.monotonic() - t0, 1)},
     )

@@ -8,6 +8,9 @@ so that recorded transitions are never silently scored against a different simul
 from __future__ import annotations
 
 import difflib
+import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -112,3 +115,106 @@ def make_env(env_id: str, **kwargs: Any) -> Any:
         extra = bench.needs if bench is not None and bench.needs else None
         hint = f"install it with: pip install 'cwm[{extra}]'" if extra else "install the package it names"
         raise CwmError(f"cannot create {gym_id}: {exc}".splitlines()[0], hint=hint) from exc
+    except (TypeError, ValueError, KeyError, AssertionError) as exc:
+        if not kwargs:
+            raise
+        raise CwmError(f"{gym_id} does not accept --env-kwargs {json.dumps(kwargs, default=str)}: "
+                       f"{type(exc).__name__}: {exc}".splitlines()[0],
+                       hint="pass only arguments the environment's constructor takes, with valid values") from exc
+
+
+# -- environment arguments (--env-kwargs) ---------------------------------------------------------------
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PY_LITERALS = {"True": True, "False": False, "None": None}
+
+
+def _pair_value(text: str) -> Any:
+    if text in _PY_LITERALS:
+        return _PY_LITERALS[text]
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a bare word is a string: map_name=8x8
+
+
+def parse_env_kwargs(text: str) -> dict[str, Any]:
+    """``--env-kwargs``: a JSON object, or ``key=value`` pairs separated by commas or spaces.
+
+    Values of pairs are read as JSON (``true``, ``0.5``, ``[1, 2]``), Python's ``True``/``False``/``None``
+    are accepted too, and anything else is a string. Raises ``CwmError`` naming what is wrong.
+    """
+    text = text.strip()
+    hint = "pass a JSON object ('{\"is_slippery\": false}') or key=value pairs ('is_slippery=False,map_name=8x8')"
+    if not text:
+        raise CwmError("--env-kwargs is empty", hint=hint)
+    if text.startswith("{"):
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            raise CwmError(f"--env-kwargs is not valid JSON: {exc}", hint=hint) from exc
+        if not isinstance(value, dict):
+            raise CwmError("--env-kwargs must be a JSON object", hint=hint)
+        out: dict[str, Any] = value
+    else:
+        out = {}
+        for item in re.split(r"[,\s]+", text):
+            if not item:
+                continue
+            key, sep, raw = item.partition("=")
+            if not sep:
+                raise CwmError(f"--env-kwargs item {item!r} is not key=value", hint=hint)
+            out[key.strip()] = _pair_value(raw.strip())
+    for key in out:
+        if not _KEY.match(key):
+            raise CwmError(f"--env-kwargs key {key!r} is not a Python identifier", hint=hint)
+    return out
+
+
+def canonical_kwargs(kwargs: Any) -> str:
+    """A comparable form of env kwargs (None and {} are the same; tuples and lists are the same)."""
+    return json.dumps(kwargs or {}, sort_keys=True, default=str)
+
+
+def dataset_mismatch(ds_env_id: str, ds_kwargs: Any, env_id: str, env_kwargs: dict[str, Any] | None) -> str | None:
+    """Why a dataset recorded on ``ds_env_id`` (with ``ds_kwargs``) is not data of ``env_id``, or None."""
+    def name(x: str) -> str:
+        bench = benchmark_env(x)
+        return bench.name if bench is not None else x
+
+    if name(ds_env_id) != name(env_id):
+        return f"the dataset was recorded on {ds_env_id}, not on {env_id}"
+    if canonical_kwargs(ds_kwargs) != canonical_kwargs(env_kwargs):
+        return (f"the dataset was recorded with env kwargs {canonical_kwargs(ds_kwargs)}, not "
+                f"{canonical_kwargs(env_kwargs)}")
+    return None
+
+
+# -- random dynamics --------------------------------------------------------------------------------------
+
+StochasticRule = Callable[[dict[str, Any]], "str | None"]
+
+
+def _if(flag: str, default: bool, why: str) -> StochasticRule:
+    return lambda kw: why if kw.get(flag, default) else None
+
+
+STOCHASTIC_RULES: dict[str, StochasticRule] = {
+    "Blackjack": lambda _kw: "every card is drawn at random from an infinite deck (with replacement)",
+    "FrozenLake": _if("is_slippery", True, "the ice is slippery: the agent moves in the chosen direction or in "
+                      "one of the two perpendicular directions, each with probability 1/3"),
+    "CliffWalking": _if("is_slippery", False, "the ground is slippery: the agent may move in a direction "
+                        "perpendicular to the chosen one"),
+    "Taxi": lambda kw: ("rain may push the taxi sideways and a fickle passenger may change destination"
+                        if kw.get("is_rainy") or kw.get("fickle_passenger") else None),
+}
+"""Environment family (the id before ``-v``) -> why its dynamics are random under these kwargs, or None."""
+
+
+def stochasticity(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str | None:
+    """Why ``env_id`` (with ``env_kwargs``) has random dynamics, or None when a state and action determine
+    the next state, reward and end."""
+    bench = benchmark_env(env_id)
+    gym_id = bench.gym_id if bench is not None else env_id
+    rule = STOCHASTIC_RULES.get(gym_id.split("/")[-1].split("-v")[0])
+    return rule(env_kwargs or {}) if rule is not None else None

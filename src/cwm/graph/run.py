@@ -77,6 +77,10 @@ class RunConfig:
     seed: int = 0
     dataset: str | None = None
     description: str | None = None
+    describe: str = "docs+facts"
+    """What the prompts describe the environment with: docs+facts or docs (the paper's); see cwm.envs.describe."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments the environment is made with (--env-kwargs): for its facts and for --plan."""
     heldout_fraction: float = 0.2
     temperature: float = 1.0
     top_p: float = 0.8
@@ -128,6 +132,7 @@ def _write_json(path: Path, obj: Any) -> None:
 def load_config(run_dir: Path) -> RunConfig:
     try:
         data = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        data.setdefault("describe", "docs")  # runs from before --describe were described by docs alone
         return RunConfig(**upgrade_config(data))
     except (OSError, ValueError, TypeError) as exc:
         raise CwmError(f"{str(run_dir)!r} is not a cwm run directory: {exc}",
@@ -180,7 +185,7 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
     try:
         ds = load_for_env(cfg.env, cfg.dataset)
         feedback, heldout = split_heldout(ds, cfg.heldout_fraction, cfg.seed)
-        description = describe(cfg.env, cfg.description)
+        description = describe(cfg.env, cfg.description, cfg.describe, cfg.env_kwargs)
         params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
         hide = (str(Path(cfg.dataset).resolve().parent),) if cfg.dataset else ()
         limits = Limits(memory_mb=cfg.memory_mb, load_s=cfg.load_timeout_s)
@@ -215,7 +220,7 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
             max_seconds = None if cfg.max_seconds is None else cfg.max_seconds + downtime
             deps = SearchDeps(agents=agents, method=cfg.method, seed=cfg.seed, budget=Budget(
                 cfg.budget, cfg.concurrency, cfg.max_tokens, cfg.max_cost_usd, max_seconds),
-                env_id=cfg.env, plan_episodes=cfg.plan_episodes)
+                env_id=cfg.env, plan_episodes=cfg.plan_episodes, env_kwargs=cfg.env_kwargs)
             if run:
                 async for update in app.astream(None if resume else {}, config, context=deps,
                                                 stream_mode="updates", durability="sync"):

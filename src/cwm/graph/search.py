@@ -78,6 +78,8 @@ class SearchDeps:
     env_id: str | None = None
     plan_episodes: int = 0
     """After the search, act in the real environment with the best program for this many episodes."""
+    env_kwargs: dict[str, Any] | None = None
+    """Arguments the environment is made with for that planning (--env-kwargs)."""
 
 
 def _parent_view(node: Node) -> dict[str, Any]:
@@ -177,7 +179,8 @@ async def planner(state: SearchState, runtime: Runtime[SearchDeps]) -> dict[str,
     deps = runtime.context
     best = load_controller(state["controller"]).best_node
     assert best is not None and best.program is not None and deps.env_id is not None
-    cfg = PlanConfig(env=deps.env_id, model="program", episodes=deps.plan_episodes, seed=deps.seed)
+    cfg = PlanConfig(env=deps.env_id, model="program", episodes=deps.plan_episodes, seed=deps.seed,
+                     env_kwargs=dict(deps.env_kwargs or {}))
     try:
         result = await plan(cfg, code=best.program, sandbox=deps.agents.sandbox)
     except ModelFailed as exc:

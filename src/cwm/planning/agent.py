@@ -16,7 +16,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +40,15 @@ class PlanConfig:
     cem: str = "mpc"
     simulations: int = 25
     max_steps: int | None = None
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Arguments the environment is made with (--env-kwargs); part of the baselines' cache key when set."""
 
     def planner_key(self, discrete: bool) -> dict[str, Any]:
         planner: dict[str, Any] = asdict(MCTSConfig(simulations=self.simulations)) if discrete else \
             asdict(PRESETS[self.cem])
         return {"env": self.env, "planner": "mcts" if discrete else "cem", "config": planner,
-                "episodes": self.episodes, "seed": self.seed, "max_steps": self.max_steps}
+                "episodes": self.episodes, "seed": self.seed, "max_steps": self.max_steps,
+                **({"env_kwargs": self.env_kwargs} if self.env_kwargs else {})}
 
 
 def baseline_dir() -> Path:
@@ -54,7 +57,8 @@ def baseline_dir() -> Path:
 
 def _baseline_file(cfg: PlanConfig, discrete: bool, which: str) -> Path:
     # the random policy does not depend on the planner: key it by env, episodes, seed and length only
-    key: Any = [cfg.env, cfg.episodes, cfg.seed, cfg.max_steps] if which == "random" else cfg.planner_key(discrete)
+    key: Any = [cfg.env, cfg.episodes, cfg.seed, cfg.max_steps] + ([cfg.env_kwargs] if cfg.env_kwargs else []) \
+        if which == "random" else cfg.planner_key(discrete)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     bench = benchmark_env(cfg.env)
     name = (bench.name if bench is not None else cfg.env).replace("/", "_")
@@ -112,7 +116,7 @@ async def _check_batch(model: ProgramModel, env: Any, seed: int) -> bool:
 async def plan(cfg: PlanConfig, *, code: str | None = None, sandbox: Sandbox | None = None,
                progress: Callable[[int, int, int, float], None] | None = None) -> dict[str, Any]:
     """Run the episodes; returns returns, mean, std, normalized return and timing."""
-    env: Any = make_env(cfg.env)
+    env: Any = make_env(cfg.env, **cfg.env_kwargs)
     discrete = hasattr(env.action_space, "n")
     max_steps = cfg.max_steps or (env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 100)
     if not discrete and cfg.cem not in PRESETS:
@@ -143,7 +147,7 @@ async def plan(cfg: PlanConfig, *, code: str | None = None, sandbox: Sandbox | N
                 raise ModelFailed(loaded.error)
             pm = ProgramModel(session, n)
             if loaded.has_step_batch and not discrete:
-                pm.use_batch = use_batch = await _check_batch(pm, make_env(cfg.env), cfg.seed)
+                pm.use_batch = use_batch = await _check_batch(pm, make_env(cfg.env, **cfg.env_kwargs), cfg.seed)
             model = pm
         returns: list[float] = []
         lengths: list[int] = []
