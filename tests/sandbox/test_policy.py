@@ -325,3 +325,16 @@ async def test_synthesize_never_preloads(tmp_path):
     with pytest.raises(CwmError, match="trusted reference models"):
         await synthesize(RunConfig(env="CartPole-v1", llm="openai:fake@http://127.0.0.1:9/v1", budget=1,
                                    preload=["gymnasium"]), tmp_path / "run")
+
+
+def test_a_tool_using_model_plans(capsys):
+    """cwm plan with the MuJoCo model: it acts in the real environment, batched through mujoco.rollout."""
+    import json
+
+    code = cli.main(["plan", "--env", "InvertedPendulum-v4", "--model",
+                     str(EXAMPLES / "inverted_pendulum_mujoco_cwm.py"), "--allow-import", "mujoco",
+                     "--episodes", "1", "--max-steps", "3", "--json"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result.get("error") is None
+    assert result["returns"] == [3.0] and result["step_batch"] is True
+    assert "mujoco (--allow-import)" in result["import_policy"]
