@@ -1,0 +1,246 @@
+"""LLM transport and cache pinned to exact values: Retry-After parsing and its cap, backoff bounds, retry
+counts and waits against a loopback aiohttp server, and which inputs change a cache key."""
+
+from __future__ import annotations
+
+import random
+import time
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from cwm.agents.llm import transport as tr
+from cwm.agents.llm.cache import KEY_VERSION, ResponseCache, cache_root, call_key, default_cache_dir
+from cwm.agents.llm.spec import ProviderSpec
+from cwm.agents.llm.transport import RETRYABLE, Transport, TransportConfig, server_delay
+from cwm.agents.llm.types import LLMError, LLMUnavailable, Message, SamplingParams
+
+# --- Retry-After ------------------------------------------------------------------------------------------------
+
+
+def test_retry_after_in_seconds_and_milliseconds():
+    assert server_delay({"Retry-After": "7"}) == 7.0
+    assert server_delay({"Retry-After": "0.25"}) == 0.25
+    assert server_delay({"Retry-After": "-3"}) == 0.0
+    assert server_delay({"retry-after-ms": "1500"}) == 1.5
+    assert server_delay({"retry-after-ms": "-5"}) == 0.0
+    # the millisecond header wins over the seconds header; a malformed one falls back to it
+    assert server_delay({"retry-after-ms": "200", "Retry-After": "9"}) == 0.2
+    assert server_delay({"retry-after-ms": "soon", "Retry-After": "9"}) == 9.0
+    assert server_delay({}) is None
+    assert server_delay({"Retry-After": "whenever"}) is None
+
+
+def test_retry_after_as_an_http_date():
+    when = datetime.fromtimestamp(time.time() + 30, tz=UTC)
+    delay = server_delay({"Retry-After": format_datetime(when, usegmt=True)})
+    assert delay is not None and 27.0 < delay <= 30.0
+    past = datetime.fromtimestamp(time.time() - 300, tz=UTC)
+    assert server_delay({"Retry-After": format_datetime(past, usegmt=True)}) == 0.0
+
+
+def test_backoff_honours_the_server_up_to_the_cap():
+    t = Transport("p", None, TransportConfig(max_server_wait=10.0), rng=random.Random(0))
+    for _ in range(20):
+        assert 3.0 <= t.backoff(0, 3.0) <= 3.05
+        assert 10.0 <= t.backoff(5, 500.0) <= 10.05  # a server asking for 500 s waits 10
+        assert 0.0 <= t.backoff(2, 0.0) <= 0.05
+
+
+def test_backoff_without_a_hint_is_full_jitter_exponential_and_capped():
+    cfg = TransportConfig(backoff_base=0.5, backoff_cap=3.0)
+    t = Transport("p", None, cfg, rng=random.Random(1))
+    for attempt, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 3.0), (8, 3.0)]:
+        waits = [t.backoff(attempt, None) for _ in range(400)]
+        assert min(waits) >= 0.0 and max(waits) <= ceiling
+        assert max(waits) > 0.9 * ceiling  # full jitter: spreads over the whole range
+        assert min(waits) < 0.1 * ceiling
+
+
+def test_transport_defaults():
+    c = TransportConfig()
+    assert (c.retries, c.backoff_base, c.backoff_cap, c.max_server_wait) == (6, 0.5, 30.0, 120.0)
+    assert {408, 409, 425, 429, 500, 502, 503, 504, 529} == RETRYABLE
+
+
+# --- retries against a loopback server ---------------------------------------------------------------------------
+
+
+class Script:
+    """Replies in order; the last one repeats."""
+
+    def __init__(self, replies: list[tuple[int, dict[str, str], str]]) -> None:
+        self.replies = replies
+        self.hits = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        status, headers, body = self.replies[min(self.hits, len(self.replies) - 1)]
+        self.hits += 1
+        return web.Response(status=status, headers=headers, text=body)
+
+
+@pytest.fixture
+async def serve():
+    runners: list[web.AppRunner] = []
+
+    async def start(script: Script) -> str:
+        app = web.Application()
+        app.router.add_post("/v1", script.handle)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        port = runner.addresses[0][1]
+        return f"http://127.0.0.1:{port}/v1"
+
+    yield start
+    await tr.close_shared_session()
+    for r in runners:
+        await r.cleanup()
+
+
+@pytest.fixture
+def waits(monkeypatch) -> list[float]:
+    """Record the transport's sleeps instead of sleeping."""
+    seen: list[float] = []
+    real_sleep = tr.asyncio.sleep
+
+    async def fake_sleep(delay: float, *a: Any, **k: Any) -> None:
+        seen.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(tr.asyncio, "sleep", fake_sleep)
+    return seen
+
+
+OK = (200, {}, '{"answer": 1}')
+
+
+async def test_retry_after_seconds_then_success(serve, waits):
+    script = Script([(429, {"Retry-After": "4"}, "slow down"), (503, {"retry-after-ms": "250"}, "busy"), OK])
+    url = await serve(script)
+    t = Transport("p", None, TransportConfig(retries=3), rng=random.Random(0))
+    body, attempts = await t.call(url, {}, {"q": 1})
+    assert body == {"answer": 1} and attempts == 3 and script.hits == 3
+    assert len(waits) == 2
+    assert 4.0 <= waits[0] <= 4.05 and 0.25 <= waits[1] <= 0.30
+
+
+async def test_retry_after_is_capped(serve, waits):
+    url = await serve(Script([(429, {"Retry-After": "3600"}, ""), OK]))
+    t = Transport("p", None, TransportConfig(max_server_wait=2.0), rng=random.Random(0))
+    await t.call(url, {}, {})
+    assert len(waits) == 1 and 2.0 <= waits[0] <= 2.05
+
+
+async def test_retries_run_out_after_exactly_retries_plus_one_attempts(serve, waits):
+    script = Script([(500, {}, '{"error": {"message": "kaput"}}')])
+    url = await serve(script)
+    t = Transport("p", None, TransportConfig(retries=2, backoff_base=0.5, backoff_cap=30.0),
+                  rng=random.Random(0))
+    with pytest.raises(LLMUnavailable, match="giving up after 3 attempts: HTTP 500: kaput") as exc:
+        await t.call(url, {}, {})
+    assert exc.value.attempts == 3 and exc.value.status == 500 and script.hits == 3
+    assert len(waits) == 2 and 0 <= waits[0] <= 0.5 and 0 <= waits[1] <= 1.0
+    assert "check its logs" in (exc.value.hint or "")
+
+
+async def test_rate_limit_give_up_hint(serve, waits):
+    url = await serve(Script([(429, {}, "")]))
+    with pytest.raises(LLMUnavailable) as exc:
+        await Transport("p", None, TransportConfig(retries=0)).call(url, {}, {})
+    assert exc.value.attempts == 1 and waits == []
+    assert "rate-limiting" in (exc.value.hint or "")
+
+
+async def test_malformed_json_is_retried(serve, waits):
+    script = Script([(200, {}, "{not json"), (200, {}, "[1, 2]"), OK])
+    url = await serve(script)
+    body, attempts = await Transport("p", None, rng=random.Random(0)).call(url, {}, {})
+    assert body == {"answer": 1} and attempts == 3 and len(waits) == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 413, 422])
+async def test_client_errors_are_not_retried(serve, waits, status):
+    script = Script([(status, {}, '{"error": {"message": "no"}}'), OK])
+    url = await serve(script)
+    with pytest.raises(LLMError) as exc:
+        await Transport("p", "KEY", rng=random.Random(0)).call(url, {}, {})
+    assert not isinstance(exc.value, LLMUnavailable)
+    assert exc.value.status == status and script.hits == 1 and waits == []
+
+
+async def test_connection_refused_fails_at_once(waits):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = Transport("p", None, TransportConfig(retries=5))
+    try:
+        with pytest.raises(LLMUnavailable, match="connection refused") as exc:
+            await t.call(f"http://127.0.0.1:{port}/v1", {}, {})
+    finally:
+        await tr.close_shared_session()
+    assert exc.value.attempts == 1 and waits == []
+
+
+# --- cache keys --------------------------------------------------------------------------------------------------
+
+SPEC = ProviderSpec(name="openai", api="openai", model="gpt-x", base_url="http://127.0.0.1:1/v1", key_env="K")
+MSGS = [Message("system", "be brief"), Message("user", "hello")]
+PARAMS = SamplingParams(temperature=0.6, top_p=0.8, max_tokens=100)
+
+
+def test_cache_key_changes_with_everything_that_decides_the_answer():
+    base = call_key(SPEC, MSGS, PARAMS, 0)
+    assert base == call_key(SPEC, list(MSGS), SamplingParams(temperature=0.6, top_p=0.8, max_tokens=100), 0)
+    variants = [
+        call_key(ProviderSpec("openai", "openai", "gpt-y", SPEC.base_url, "K"), MSGS, PARAMS, 0),
+        call_key(ProviderSpec("vllm", "openai", "gpt-x", SPEC.base_url, "K"), MSGS, PARAMS, 0),
+        call_key(ProviderSpec("openai", "anthropic", "gpt-x", SPEC.base_url, "K"), MSGS, PARAMS, 0),
+        call_key(ProviderSpec("openai", "openai", "gpt-x", "http://127.0.0.1:2/v1", "K"), MSGS, PARAMS, 0),
+        call_key(SPEC, MSGS, SamplingParams(temperature=1.0, top_p=0.8, max_tokens=100), 0),
+        call_key(SPEC, MSGS, SamplingParams(temperature=0.6, top_p=0.9, max_tokens=100), 0),
+        call_key(SPEC, MSGS, SamplingParams(temperature=0.6, top_p=0.8, max_tokens=101), 0),
+        call_key(SPEC, MSGS, SamplingParams(temperature=0.6, top_p=0.8, max_tokens=100, stop=("x",)), 0),
+        call_key(SPEC, [MSGS[0], Message("user", "hello!")], PARAMS, 0),
+        call_key(SPEC, [Message("user", "be brief"), MSGS[1]], PARAMS, 0),
+        call_key(SPEC, MSGS[1:], PARAMS, 0),
+        call_key(SPEC, list(reversed(MSGS)), PARAMS, 0),
+        call_key(SPEC, MSGS, PARAMS, 1),
+    ]
+    assert base not in variants and len(set(variants)) == len(variants)
+    assert len(base) == 64 and int(base, 16) >= 0
+
+
+def test_cache_key_ignores_the_api_key_variable():
+    other = ProviderSpec("openai", "openai", "gpt-x", SPEC.base_url, "OTHER_KEY", key_required=True)
+    assert call_key(other, MSGS, PARAMS, 0) == call_key(SPEC, MSGS, PARAMS, 0)
+    assert KEY_VERSION == 1
+
+
+def test_cache_root_and_layout(tmp_path, monkeypatch):
+    monkeypatch.setenv("CWM_CACHE_DIR", str(tmp_path / "c"))
+    assert cache_root() == tmp_path / "c" and default_cache_dir() == tmp_path / "c" / "llm"
+    monkeypatch.delenv("CWM_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert cache_root() == tmp_path / "x" / "cwm"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "h"))
+    assert cache_root() == tmp_path / "h" / ".cache" / "cwm"
+    cache = ResponseCache(tmp_path / "r")
+    key = call_key(SPEC, MSGS, PARAMS, 0)
+    assert cache.get(key) is None
+    cache.put(key, {"text": "hi", "n": 1})
+    assert (tmp_path / "r" / key[:2] / f"{key}.json").is_file()
+    assert cache.get(key) == {"text": "hi", "n": 1}
+    (tmp_path / "r" / key[:2] / f"{key}.json").write_text('{"no_text": 1}')
+    assert cache.get(key) is None
+    (tmp_path / "r" / key[:2] / f"{key}.json").write_text("{broken")
+    assert cache.get(key) is None
+    assert ResponseCache().dir == tmp_path / "h" / ".cache" / "cwm" / "llm"
