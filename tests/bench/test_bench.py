@@ -147,9 +147,9 @@ def test_dry_run_lists_runs_and_estimates_cost_without_running(tmp_path):
 def test_max_cost_stops_the_whole_bench_and_resume_continues(tmp_path):
     out = tmp_path / "b"
     prices = tmp_path / "prices.json"
-    prices.write_text(json.dumps({"fake": [1.0, 1.0]}))  # $1 per million tokens: a call costs ~$0.003
+    prices.write_text(json.dumps({"fake": [1000.0, 1000.0]}))  # the scripted replies are ~16 tokens: ~$0.016 a call
     with serve_in_thread(FakeLLMServer(script())) as server:
-        done = run(bench(out, server.base_url, "--prices", str(prices), "--max-cost", "0.004", "--json"))
+        done = run(bench(out, server.base_url, "--prices", str(prices), "--max-cost", "0.02", "--json"))
         assert done.returncode == 1, done.stderr[-3000:]
         doc = json.loads(done.stdout)
         assert doc["status"]["state"] == "stopped: --max-cost reached"
@@ -157,7 +157,7 @@ def test_max_cost_stops_the_whole_bench_and_resume_continues(tmp_path):
         assert "--resume" in done.stderr
         spent = server.answered
         assert 1 <= spent <= 3
-        assert doc["status"]["cost_usd"] >= 0.004
+        assert doc["status"]["cost_usd"] >= 0.02
         more = run(bench(out, server.base_url)[:4] + ["--out", str(out), "--resume", "--max-cost", "1", "--json"])
         assert more.returncode == 0, more.stderr[-3000:]
         rows = json.loads(more.stdout)["runs"]
