@@ -465,9 +465,10 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
             f"({summary['llm_calls']} paid) · {summary['tokens']:,} tokens · {_usd(summary['cost_usd'])} · "
             f"{summary['wall_s']:.1f} s · stop: {summary['stop']}\n"
             f"best program: {summary['program']}\nrun directory: {run_dir}\n")
-        if summary.get("allow_import"):
-            sys.stdout.write(f"imports: standard library + numpy + {', '.join(summary['allow_import'])} "
-                             "(--allow-import: a tool-using run, not the paper's setting)\n")
+        if summary.get("import_policy"):
+            sys.stdout.write(f"imports: {summary['import_policy']}"
+                             + (" (a tool-using run, not the paper's setting)\n" if summary.get("allow_import")
+                                else "\n"))
         plan_result = summary.get("plan")
         if plan_result:
             if plan_result.get("error"):

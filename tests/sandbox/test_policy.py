@@ -316,6 +316,7 @@ async def test_a_tool_using_search_is_recorded_and_prompted(tmp_path):
         prompt = server.requests[0]["body"]["messages"][-1]["content"]
     assert "### Using mujoco" in prompt and "numpy and mujoco" in prompt
     assert summary["accuracy"] >= 0.97 and summary["allow_import"] == ["mujoco"]
+    assert "mujoco (--allow-import)" in summary["import_policy"]
     assert json.loads((tmp_path / "run" / "config.json").read_text(encoding="utf-8"))["allow_import"] == ["mujoco"]
 
 

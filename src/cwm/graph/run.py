@@ -229,7 +229,7 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
                         _write_json(run_dir / "tree.json", ctl["controller"])
                         if on_progress is not None:
                             on_progress(_progress(ctl, cfg, client))
-            final = (await app.aget_state(config)).values
+            final = {**(await app.aget_state(config)).values, "import_policy": sandbox.policy_text()}
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -288,7 +288,7 @@ def _finish(cfg: RunConfig, run_dir: Path, state: dict[str, Any], segments: Segm
         "nodes": len(ctrl.nodes) - 1, "run_dir": str(run_dir),
         "program": str(program_path) if program_path.exists() else None,
         "plan": state.get("plan"),
-        "allow_import": list(cfg.allow_import),
+        "allow_import": list(cfg.allow_import), "import_policy": state.get("import_policy"),
         "curve": anytime_curve(ctrl.nodes),
     }
     _write_json(run_dir / "summary.json", summary)
