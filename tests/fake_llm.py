@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cwm.agents.llm.fake_server import FakeLLMServer, Reply
+from cwm.agents.llm.fake_server import Action, FakeLLMServer, Reply, Rules
 
 CARTPOLE = (Path(__file__).resolve().parents[1] / "examples" / "cartpole_cwm.py").read_text(encoding="utf-8")
 VARIANTS = {
@@ -23,9 +23,27 @@ VARIANTS = {
 }
 
 
+VARIANTS["terminal_reward"] = CARTPOLE.replace("return self.state, 1.0, done",
+                                               "return self.state, 0.0 if done else 1.0, done")
+"""Near perfect: right everywhere except the reward of the (few) terminal steps."""
+
+
 def fenced(name: str, improve: bool = False) -> Reply:
     head = "## Error explanation\nSomething was off.\n## Correct code\n" if improve else ""
     return Reply(f"{head}```python\n{VARIANTS[name]}```")
+
+
+def strong_model() -> Rules:
+    """A capable model, scripted: every generate writes the same near-perfect program (wrong terminal
+    reward); shown that whole program with a transition it gets wrong, it answers with the correct one."""
+    return Rules([((VARIANTS["terminal_reward"].strip(), "gets wrong"), fenced("good", improve=True))],
+                 default=fenced("terminal_reward"))
+
+
+def weak_model() -> list[Action]:
+    """A weaker model, scripted by call order whatever it is asked: a program that does not run, then one
+    with wrong physics, then the correct one (and the correct one from then on)."""
+    return [fenced("syntax_error"), fenced("weak_force"), fenced("good")]
 
 
 @contextmanager

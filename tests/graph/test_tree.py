@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -10,14 +11,20 @@ from cwm.agents.results import ExpansionResult
 from cwm.graph.tree import GIFConfig, GIFTree, ValuePredictor
 
 PROG = "\n".join(f"line{i}" for i in range(20))  # long enough never to be complete at shallow depths
+_serial = itertools.count()
 
 
-def ok(score: float, program: str = PROG) -> ExpansionResult:
-    return ExpansionResult(program, score, False, feedback={"index": 0})
+def distinct() -> str:
+    """A program no other node has (equal programs are duplicates and take the first one's score)."""
+    return f"{PROG}\nvariant_{next(_serial)} = 1"
 
 
-def bug(program: str = PROG) -> ExpansionResult:
-    return ExpansionResult(program, 0.0, True, error="NameError")
+def ok(score: float, program: str | None = None) -> ExpansionResult:
+    return ExpansionResult(program or distinct(), score, False, feedback={"index": 0})
+
+
+def bug(program: str | None = None) -> ExpansionResult:
+    return ExpansionResult(program or distinct(), 0.0, True, error="NameError")
 
 
 def test_root_offers_only_generate_and_first_choice_is_by_value():
@@ -165,8 +172,9 @@ def test_round_trip_preserves_the_search_exactly():
     for _ in range(5):
         s1, s2 = t.select(), again.select()
         assert (s1.parent, s1.key, s1.scores) == (s2.parent, s2.key, s2.scores)
-        t.apply(s1, ok(0.4))
-        again.apply(s2, ok(0.4))
+        same = ok(0.4)
+        t.apply(s1, same)
+        again.apply(s2, same)
     assert t.to_dict() == again.to_dict()
 
 

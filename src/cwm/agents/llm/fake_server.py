@@ -67,6 +67,25 @@ Action = Reply | Fail | Drop | Malformed | Truncate
 
 
 @dataclass
+class Rules:
+    """A scripted model that answers by what the prompt says: the first rule whose needles all occur in
+    the last message wins, else ``default``. Use it as a ``FakeLLMServer`` script, e.g. a model that
+    returns the right program only when shown its wrong one with a failing transition."""
+
+    rules: list[tuple[tuple[str, ...], Action]]
+    default: Action
+
+    def __call__(self, body: dict[str, Any]) -> Action:
+        messages = body.get("messages") or [{}]
+        last = messages[-1].get("content")
+        text = last if isinstance(last, str) else json.dumps(last)
+        for needles, action in self.rules:
+            if all(n in text for n in needles):
+                return action
+        return self.default
+
+
+@dataclass
 class FakeLLMServer:
     script: list[Action] | Callable[[dict[str, Any]], Action] = field(default_factory=list)
     default: Action | None = None
