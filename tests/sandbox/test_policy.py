@@ -339,3 +339,14 @@ def test_a_tool_using_model_plans(capsys):
     assert code == 0 and result.get("error") is None
     assert result["returns"] == [3.0] and result["step_batch"] is True
     assert "mujoco (--allow-import)" in result["import_policy"]
+
+
+def test_threads_only_for_a_library_that_registers_them():
+    from cwm.sandbox.policy import ImportPolicy
+
+    sb = Sandbox(SandboxConfig())
+    assert sb.effective_limits(Limits()).max_tasks == 0  # not started: no library, no threads
+    sb.policy = ImportPolicy("allow", allowed=("threadedlib",), threads=4)
+    assert sb.effective_limits(Limits()).max_tasks == 4
+    assert sb.effective_limits(Limits(max_tasks=8)).max_tasks == 8  # never fewer than asked
+    assert build_policy(("mujoco",)).threads == 0 and build_policy(("mujoco",)).ctypes
