@@ -90,10 +90,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     if benchmark_env(args.env) is None:
         resolve_gym_id(args.env)
     code = _read_program(args.program)
+    _env_setup(args.env, args.env_kwargs)
     ds = load_for_env(args.env, args.dataset)
     _check_dataset_env(ds, args.env, args.env_kwargs)
-    _env_setup(args.env, args.env_kwargs, warn="a program can predict only the most likely outcome, so expect "
-               "accuracy below 1.0")
+    _warn_random(args.env, args.env_kwargs, "a program can predict only the most likely outcome, so expect "
+                 "accuracy below 1.0")
     hide = (str(Path(args.dataset).resolve().parent),) if args.dataset else ()
 
     async def run() -> tuple[Any, str]:
@@ -194,13 +195,20 @@ def cmd_describe(args: argparse.Namespace) -> int:
 def _env_setup(env: str, env_kwargs: dict[str, Any], warn: str | None = None) -> None:
     """Check --env-kwargs against the environment itself (a bad one is exit 2 before any work) and, when
     ``warn`` is given, say on stderr (one line) that the environment's dynamics are random."""
-    from cwm.envs.registry import make_env, stochasticity
+    from cwm.envs.registry import make_env
 
     if env_kwargs:
         make_env(env, **env_kwargs).close()
+    if warn:
+        _warn_random(env, env_kwargs, warn)
+
+
+def _warn_random(env: str, env_kwargs: dict[str, Any], consequence: str) -> None:
+    from cwm.envs.registry import stochasticity
+
     why = stochasticity(env, env_kwargs)
-    if warn and why:
-        sys.stderr.write(f"cwm: warning: {env} has random dynamics ({why}); {warn}\n")
+    if why:
+        sys.stderr.write(f"cwm: warning: {env} has random dynamics ({why}); {consequence}\n")
 
 
 def _check_dataset_env(ds: Any, env: str, env_kwargs: dict[str, Any]) -> None:
