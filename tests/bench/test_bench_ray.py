@@ -1,0 +1,34 @@
+"""`cwm bench --executor ray` on a local Ray cluster (num_cpus = --parallel = 2): the same rows come back
+as with the local executor, and the run directories are ordinary resumable ones."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+import pytest
+
+from cwm.agents.llm.fake_server import FakeLLMServer
+from fake_llm import serve_in_thread
+from test_bench import run, script
+
+pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the ray extra"),
+              pytest.mark.slow, pytest.mark.timeout(300)]
+
+
+def test_bench_on_a_local_ray_cluster(tmp_path):
+    out = tmp_path / "b"
+    with serve_in_thread(FakeLLMServer(script())) as server:
+        done = run([sys.executable, "-m", "cwm.cli", "bench", "--llm", f"openai:fake@{server.base_url}",
+                    "--envs", "CartPole-v1", "--methods", "gif-mcts,worldcoder", "--budget", "2",
+                    "--plan-episodes", "1", "--plan-max-steps", "8", "--executor", "ray", "--parallel", "2",
+                    "--out", str(out), "--json"], timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    doc = json.loads(done.stdout)
+    rows = doc["runs"]
+    assert [(r["env"], r["method"]) for r in rows] == [("CartPole-v1", "gif-mcts"), ("CartPole-v1", "worldcoder")]
+    assert all(r["accuracy"] == 1.0 and r["solved"] and len(r["returns"]) == 1 for r in rows)
+    assert sum(r["llm_calls"] for r in rows) == server.answered == 4
+    assert doc["status"]["state"] == "complete"
+    assert (out / "report.md").is_file()
