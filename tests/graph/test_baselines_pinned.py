@@ -1,0 +1,129 @@
+"""WorldCoder* and best-of-N controllers pinned: Beta posteriors after a scripted sequence of scores,
+Thompson sampling's preference, the action chosen per program, best tracking and persistence."""
+
+from __future__ import annotations
+
+import pytest
+
+from cwm.agents.results import ExpansionResult
+from cwm.graph.baselines import BestOfN, WorldCoderSearch
+
+
+def res(score: float, name: str, *, bug: bool = False) -> ExpansionResult:
+    return ExpansionResult(f"def step():\n    return {name!r}\n", score, bug, feedback={"index": 0},
+                           error="NameError" if bug else None)
+
+
+def test_worldcoder_posterior_after_a_scripted_sequence():
+    wc = WorldCoderSearch(seed=0, c=5.0)
+    seed_sel = wc.select()
+    assert seed_sel is not None and (seed_sel.parent, seed_sel.action_type) == (0, "g")
+    assert wc.select() is None  # refinements wait for the seed program
+    n1 = wc.apply(seed_sel, res(0.4, "a"))
+    assert (wc.alpha[n1.id], wc.beta[n1.id]) == pytest.approx((3.0, 4.0))  # 1 + 5r, 1 + 5(1 - r)
+    sel = wc.select()
+    assert sel is not None and (sel.parent, sel.action_type) == (n1.id, "i")  # the only program
+    n2 = wc.apply(sel, res(0.7, "b"))
+    assert (wc.alpha[n2.id], wc.beta[n2.id]) == pytest.approx((4.5, 2.5))
+    assert (wc.alpha[n1.id], wc.beta[n1.id]) == pytest.approx((3.0, 5.0))  # not fully correct: a failure
+    # a fully correct refinement is a success for whichever program it refined
+    sel = wc.select()
+    assert sel is not None
+    before = (wc.alpha[sel.parent], wc.beta[sel.parent])
+    n3 = wc.apply(sel, res(1.0, "c"))
+    assert (wc.alpha[sel.parent], wc.beta[sel.parent]) == pytest.approx((before[0] + 1, before[1]))
+    assert (wc.alpha[n3.id], wc.beta[n3.id]) == pytest.approx((6.0, 1.0))
+    assert wc.best == n3.id and wc.solved()
+    assert [n.visits for n in wc.nodes] == [1, 1, 1, 1]
+    assert [n.value_sum for n in wc.nodes] == [0.0, 0.4, 0.7, 1.0]
+
+
+def test_worldcoder_c_scales_the_prior():
+    wc = WorldCoderSearch(seed=0, c=2.0)
+    n1 = wc.apply(wc.select(), res(0.25, "a"))
+    assert (wc.alpha[n1.id], wc.beta[n1.id]) == pytest.approx((1.5, 2.5))
+
+
+def test_worldcoder_fixes_buggy_programs_and_improves_others():
+    wc = WorldCoderSearch(seed=1)
+    n1 = wc.apply(wc.select(), res(0.0, "a", bug=True))
+    sel = wc.select()
+    assert sel is not None and (sel.parent, sel.action_type, sel.key) == (n1.id, "f", "f2")
+    wc.apply(sel, res(0.3, "b"))
+    assert n1.bug and wc.beta[n1.id] == pytest.approx(1 + 5 + 1)
+
+
+def test_thompson_sampling_prefers_the_better_posterior():
+    wc = WorldCoderSearch(seed=3)
+    good = wc.apply(wc.select(), res(0.6, "good"))
+    sel = wc.select()
+    assert sel is not None
+    bad = wc.apply(sel, res(0.3, "bad"))
+    # Beta(4, 3 + 1 failure) against Beta(2.5, 4.5): the good one wins about 70 % of the draws
+    assert (wc.alpha[good.id], wc.beta[good.id], wc.alpha[bad.id], wc.beta[bad.id]) == (4.0, 4.0, 2.5, 4.5)
+    picks = []
+    for _ in range(200):
+        s = wc.select()
+        assert s is not None
+        picks.append(s.parent)
+        wc.cancel(s)
+    assert 110 < picks.count(good.id) < 190 and picks.count(good.id) + picks.count(bad.id) == 200
+    assert wc.in_flight() == 0
+
+
+def test_worldcoder_selection_is_seeded():
+    def picks(seed: int) -> list[int]:
+        wc = WorldCoderSearch(seed=seed)
+        a = wc.apply(wc.select(), res(0.5, "a"))
+        sel = wc.select()
+        assert sel is not None and sel.parent == a.id
+        wc.apply(sel, res(0.5, "b"))
+        out = []
+        for _ in range(40):
+            s = wc.select()
+            assert s is not None
+            out.append(s.parent)
+            wc.cancel(s)
+        return out
+
+    assert picks(7) == picks(7)
+    assert picks(7) != picks(8)
+    assert set(picks(7)) == {1, 2}
+
+
+def test_worldcoder_round_trip_keeps_posteriors_and_the_next_choice():
+    wc = WorldCoderSearch(seed=4, c=3.0)
+    wc.apply(wc.select(), res(0.2, "a"))
+    sel = wc.select()
+    assert sel is not None
+    wc.apply(sel, res(0.6, "b"))
+    again = WorldCoderSearch.from_dict(wc.to_dict())
+    assert (again.c, again.alpha, again.beta, again.seed) == (3.0, wc.alpha, wc.beta, 4)
+    a, b = wc.select(), again.select()
+    assert a is not None and b is not None and (a.parent, a.key) == (b.parent, b.key)
+
+
+def test_best_of_n_generates_from_the_root_and_keeps_the_first_best():
+    bo = BestOfN(seed=0)
+    sels = [bo.select() for _ in range(3)]
+    assert all(s is not None and (s.parent, s.action_type) == (0, "g") for s in sels)
+    assert [s.key for s in sels if s is not None] == ["g1", "g2", "g3"]
+    assert bo.in_flight() == 3
+    scores = [0.5, 0.8, 0.8]
+    nodes = [bo.apply(s, res(sc, f"p{i}")) for i, (s, sc) in enumerate(zip(sels, scores, strict=True)) if s]
+    assert bo.best == nodes[1].id and bo.best_node is nodes[1] and not bo.solved()
+    assert bo.in_flight() == 0
+    bo.cancel(bo.select())  # type: ignore[arg-type]
+    assert bo.in_flight() == 0
+    last = bo.apply(bo.select(), res(1.0, "p9"))  # type: ignore[arg-type]
+    assert bo.best == last.id and bo.solved()
+    again = BestOfN.from_dict(bo.to_dict())
+    assert again.best == bo.best and len(again.nodes) == 5 and again.expansions == bo.expansions
+
+
+def test_a_repeated_program_takes_the_first_ones_score():
+    bo = BestOfN(seed=0)
+    first = bo.apply(bo.select(), res(0.6, "same"))  # type: ignore[arg-type]
+    again = bo.apply(bo.select(), ExpansionResult(first.program, 0.0, False))  # type: ignore[arg-type]
+    assert again.duplicate_of == first.id and again.score == 0.6
+    assert bo.best == first.id
