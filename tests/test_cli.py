@@ -89,7 +89,7 @@ def test_doctor_lists_every_layer(capsys):
     assert main(["doctor", "--json"]) == 0
     names = [layer["name"] for layer in json.loads(capsys.readouterr().out)["layers"]]
     assert names == ["fork-server", "deadline", "rlimits", "uid-drop", "network-namespace", "pid-namespace",
-                     "filesystem-view", "seccomp"]
+                     "filesystem-view", "seccomp", "import-policy"]
 
 
 def test_envs_and_describe(capsys):
