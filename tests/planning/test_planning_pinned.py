@@ -326,6 +326,7 @@ async def test_random_episodes_reset_with_seed_plus_episode():
     assert out["lengths"] == [int(x) for x in expected]  # CartPole pays 1 per step
 
 
+@pytest.mark.slow  # whole planning runs; left out of the mutation run (scripts/mutation.sh)
 async def test_each_oracle_episode_replays_as_a_one_episode_run_with_its_seed():
     cfg = {"env": "Taxi-v3", "model": "oracle", "simulations": 6, "max_steps": 12}
     both = await plan(PlanConfig(episodes=2, seed=4, **cfg))
@@ -334,6 +335,7 @@ async def test_each_oracle_episode_replays_as_a_one_episode_run_with_its_seed():
     assert both["lengths"] == [12, 12]
 
 
+@pytest.mark.slow  # whole planning runs; left out of the mutation run (scripts/mutation.sh)
 async def test_plan_reports_normalized_return_from_cached_baselines():
     cfg = {"env": "CartPole-v1", "episodes": 2, "max_steps": 40, "simulations": 8, "seed": 0}
     rnd = await plan(PlanConfig(model="random", **cfg))
