@@ -115,14 +115,14 @@ def test_killed_bench_resumes_without_a_repeated_paid_call(tmp_path):
         proc.communicate()
         assert server.answered == 2
         assert not (out / "results.json").exists()
-        again = run(bench(out, server.base_url)[:4] + ["--out", str(out), "--resume", "--json"])
+        again = run([*bench(out, server.base_url)[:4], "--out", str(out), "--resume", "--json"])
         assert again.returncode == 0, again.stderr[-3000:]
         rows = json.loads(again.stdout)["runs"]
         assert len(rows) == 4
         assert server.answered == sum(r["llm_calls"] for r in rows) == sum(r["search_calls"] for r in rows)
         # a second resume has nothing left to do: no request at all
         before = len(server.requests)
-        third = run(bench(out, server.base_url)[:4] + ["--out", str(out), "--resume", "--json"])
+        third = run([*bench(out, server.base_url)[:4], "--out", str(out), "--resume", "--json"])
         assert third.returncode == 0 and len(server.requests) == before
 
 
@@ -158,7 +158,7 @@ def test_max_cost_stops_the_whole_bench_and_resume_continues(tmp_path):
         spent = server.answered
         assert 1 <= spent <= 3
         assert doc["status"]["cost_usd"] >= 0.02
-        more = run(bench(out, server.base_url)[:4] + ["--out", str(out), "--resume", "--max-cost", "1", "--json"])
+        more = run([*bench(out, server.base_url)[:4], "--out", str(out), "--resume", "--max-cost", "1", "--json"])
         assert more.returncode == 0, more.stderr[-3000:]
         rows = json.loads(more.stdout)["runs"]
         assert len(rows) == 4 and server.answered == sum(r["llm_calls"] for r in rows)

@@ -8,10 +8,10 @@ import json
 import sys
 
 import pytest
+from test_bench import run, script
 
 from cwm.agents.llm.fake_server import FakeLLMServer
 from fake_llm import serve_in_thread
-from test_bench import run, script
 
 pytestmark = [pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="needs the ray extra"),
               pytest.mark.slow, pytest.mark.timeout(300)]
