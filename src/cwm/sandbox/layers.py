@@ -160,7 +160,8 @@ def bwrap_args(hide: Sequence[str], keep: Sequence[str], env: dict[str, str], *,
     for key, val in env.items():
         args += ["--setenv", key, val]
     view = _View(args)
-    hidden = sorted({os.path.realpath(h) for h in hide if os.path.exists(h)}, key=len)
+    hidden = sorted({q for h in hide if os.path.exists(h) for q in (os.path.abspath(h), os.path.realpath(h))},
+                    key=len)
     for h in hidden:
         view.hide(h)
     for k in sorted({os.path.abspath(k) for k in keep}, key=len):
@@ -172,8 +173,9 @@ def bwrap_args(hide: Sequence[str], keep: Sequence[str], env: dict[str, str], *,
         view.hide(h)
     for e in sorted({os.path.abspath(e) for e in expose if os.path.exists(e)}, key=len):
         view.bind(os.path.realpath(e), e)
-    for f in sorted({os.path.realpath(f) for f in forbid if os.path.exists(f)}, key=len):
-        view.hide(f)
+    for path in sorted({q for f in forbid if os.path.exists(f) for q in (os.path.abspath(f), os.path.realpath(f))},
+                       key=len):
+        view.hide(path)
     return args
 
 

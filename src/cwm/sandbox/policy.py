@@ -235,9 +235,9 @@ def _spec_paths(top: str) -> list[str]:
         return []
     if spec is None:
         return []
-    if spec.submodule_search_locations:
-        return [os.path.realpath(p) for p in spec.submodule_search_locations]
-    return [os.path.realpath(spec.origin)] if spec.origin and os.path.isabs(spec.origin) else []
+    found = list(spec.submodule_search_locations or ([spec.origin] if spec.origin and os.path.isabs(spec.origin)
+                                                      else []))
+    return sorted({q for p in found for q in (os.path.abspath(p), os.path.realpath(p))})
 
 
 def _stdlib_dirs() -> set[str]:
@@ -253,14 +253,14 @@ def site_dirs() -> tuple[str, ...]:
     cands = [*site.getsitepackages(), sysconfig.get_paths().get("purelib", ""),
              sysconfig.get_paths().get("platlib", ""),
              *(p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p))]
-    out = set()
+    out: set[str] = set()
     for p in cands:
         real = os.path.realpath(p) if p else ""
         if not real or not os.path.isdir(real) or real in std:
             continue
         if any(s.startswith(real + os.sep) for s in std):
             continue  # never hide a directory that holds the standard library
-        out.add(real)
+        out.update((real, os.path.abspath(p)))  # through a symlinked venv too, not only its target
     return tuple(sorted(out))
 
 
