@@ -3,7 +3,9 @@ own types) and how duplicate programs are recognised (layout and comments ignore
 
 from __future__ import annotations
 
-from cwm.agents.expand import showable_failures
+from types import SimpleNamespace
+
+from cwm.agents.expand import build_messages, showable_failures
 from cwm.agents.normalize import normalized, program_key
 from cwm.agents.prompts import _fmt, fmt_state, improve
 from cwm.envs.dataset import load_for_env
@@ -85,3 +87,18 @@ def test_unparsable_programs_fall_back_to_tokens_then_whitespace():
     assert normalized(unterminated).startswith("ws:")
     assert program_key(unterminated) == program_key('x = """never closed\ny = 2')
     assert program_key("(" * 200_000) != program_key("(")  # deep nesting is not an error
+
+
+def test_paper_mode_shows_one_failure_and_old_nodes_still_prompt():
+    ds = load_for_env("CartPole-v1")
+    deps = SimpleNamespace(description="CartPole.", feedback=ds, sandbox=SimpleNamespace(
+        config=SimpleNamespace(allow_import=())))
+    fs = [failure(2, ["next_state"]), failure(7, ["done"])]
+    parent = {"program": "class Environment: ...", "feedback": fs[0], "failures": fs}
+    three = build_messages(deps, "i", parent, show_failures=3)[-1].content
+    one = build_messages(deps, "i", parent, show_failures=1)[-1].content
+    assert "### Transition 2" in three and "## A transition the program gets wrong" in one
+    legacy = build_messages(deps, "i", {"program": "x", "feedback": fs[1]}, 3)[-1].content
+    assert "Wrong: done" in legacy
+    nothing = build_messages(deps, "i", {"program": "x", "feedback": None, "failures": []}, 3)[-1].content
+    assert "gets wrong" not in nothing  # nothing that may be shown: a rewrite prompt instead

@@ -1,8 +1,9 @@
 """The three prompts of GIF-MCTS (generate, improve, fix), written for cwm.
 
 They carry the same information as the paper's (App. N): the environment's description, the program
-contract, and for improve the full program with one transition it gets wrong (inputs, recorded
-outputs, its outputs), for fix the full program with its error. Differences: the partial program of a
+contract, and for improve the full program with the transitions it gets wrong (inputs, recorded
+outputs, its outputs: one as in the paper, or the first of each kind), for fix the full program with its
+error. Values are printed in the state's own types. Differences: the partial program of a
 generate action is quoted in the user message instead of an assistant prefill (prefill does not
 continue code on OpenAI or on chat templates that close the turn, official_repo.md §10.9), and the
 contract states the exact input and output types the sandbox uses.
