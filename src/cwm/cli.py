@@ -457,7 +457,8 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     try:
         summary = asyncio.run(synthesize(cfg, run_dir, resume=bool(args.resume), on_progress=progress))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # asyncio.run re-raises a Ctrl-C as CancelledError when a library cancelled the task again meanwhile
         sys.stderr.write(f"\ncwm: interrupted; resume with: cwm synthesize --resume {run_dir}\n")
         return 130
     if not quiet:
