@@ -82,10 +82,10 @@ async def test_a_run_from_before_versions_resumes_under_the_paper_rules(tmp_path
     cfg_path.write_text(json.dumps({**legacy, "method": "gif-mcts"}), encoding="utf-8")  # as written then
     cfg = load_config(tmp_path / "run")
     assert (cfg.method, cfg.method_version) == ("gif-mcts-paper", 1)
-    cfg.budget = 5
     async with FakeLLMServer(strong_model()) as server:
-        cfg.llm = f"openai:fake@{server.base_url}"
-        summary = await synthesize(cfg, tmp_path / "run", resume=True)
+        # resumed the way the service does: a fresh config naming "gif-mcts", the run directory decides
+        fresh = RunConfig(env="CartPole-v1", llm=f"openai:fake@{server.base_url}", budget=5, method="gif-mcts")
+        summary = await synthesize(fresh, tmp_path / "run", resume=True)
     assert summary["method"] == "gif-mcts-paper" and summary["stop"] == "budget"  # not solved: paper rules
     nodes = json.loads((tmp_path / "run" / "tree.json").read_text(encoding="utf-8"))["nodes"][1:]
     assert [n["action"] for n in nodes] == ["g"] * 5

@@ -168,6 +168,10 @@ async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
     if not resume and (run_dir / "checkpoint.sqlite").exists():
         raise CwmError(f"{str(run_dir)!r} already holds a run", hint=f"resume it with --resume {run_dir}, "
                        "or choose another --out")
+    if resume and (run_dir / "config.json").is_file():  # the method is the run's, whoever resumes it
+        with contextlib.suppress(CwmError):
+            saved = load_config(run_dir)
+            cfg.method, cfg.method_version = saved.method, saved.method_version
     cfg.method_version = method_version(cfg.method, cfg.method_version)
     client = make_client(cfg, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
