@@ -268,3 +268,35 @@ def test_property_reward_changes_beyond_tolerance_are_caught(r, factor, sign):
     recorded = float(ds.reward[0])
     step = sign * factor * max(ATOL + RTOL * abs(recorded), float(np.spacing(np.float32(recorded))))
     assert score_transition(ds, 0, pred(ds, 0, r=recorded + step)).mismatch == ["reward"]
+
+
+def test_empty_datasets_score_zero():
+    ds = make_ds(np.zeros((0, 2)), [])
+    for metric in METRICS:
+        s = score_all(ds, [], metric)
+        assert (s.accuracy, s.strict_accuracy, s.per_transition) == (0.0, 0.0, [])
+
+
+def test_score_all_uses_the_cwm_metric_by_default():
+    ds = make_ds([[1.0]], [1.0], truncated=[True])
+    preds = [pred(ds, 0, d=False)]
+    assert score_all(ds, preds).accuracy == 1.0
+    assert score_all(ds, preds, "official").accuracy == pytest.approx(0.5)
+
+
+def test_a_scalar_state_may_come_back_as_a_one_element_array():
+    scalar = make_ds(np.array([5], dtype=np.int64), [0.0], state_kind="int")
+    assert score_transition(scalar, 0, pred(scalar, 0, s=[5], shape=[1])).correct
+    assert score_transition(scalar, 0, pred(scalar, 0, s=[5], shape=[1, 1])).correct
+    assert not score_transition(scalar, 0, pred(scalar, 0, s=[4], shape=[1])).correct
+
+
+def test_wire_prediction_is_what_the_sandbox_sends():
+    from cwm.sandbox.scoring import wire_prediction
+
+    w = wire_prediction(np.array([[1, 2], [3, 4]], dtype=np.int32), np.float32(0.5), np.bool_(True))
+    assert w == {"s": [1.0, 2.0, 3.0, 4.0], "shape": [2, 2], "r": 0.5, "d": True}
+    assert type(w["r"]) is float and type(w["d"]) is bool and all(type(v) is float for v in w["s"])
+    assert wire_prediction(3, 1, 0) == {"s": [3.0], "shape": [], "r": 1.0, "d": False}
+    ds = make_ds([[0.25, -1.0]], [2.0], terminated=[True])
+    assert score_transition(ds, 0, wire_prediction(ds.next_state[0], ds.reward[0], True)).correct

@@ -142,6 +142,8 @@ def score_all(ds: Dataset, preds: list[Any], metric: Metric = "cwm") -> Scores:
     strict = float(np.mean([t.correct for t in per])) if per else 0.0
     if metric == "official" and any(t.error is not None for t in per):
         return Scores(0.0, 0.0, per)
+    if not per:  # no transitions, no reward classes: nothing was predicted right
+        return Scores(0.0, 0.0, per)
     _, cls = np.unique(ds.reward, return_inverse=True)
     class_means = [credits[cls == c].mean() for c in range(cls.max() + 1)]
     return Scores(float(np.mean(class_means)), strict, per)
