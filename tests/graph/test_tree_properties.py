@@ -14,6 +14,7 @@ bookkeeping after every step:
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import pytest
@@ -32,6 +33,11 @@ op = st.one_of(
               st.sampled_from(["ok", "ok", "bug", "short", "repeat"])),
     st.tuples(st.just("cancel"), st.integers(0, 7)),
 )
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples per property; scripts/mutation.sh lowers it (CWM_HYPOTHESIS_EXAMPLES) per mutant."""
+    return int(os.environ.get("CWM_HYPOTHESIS_EXAMPLES", n))
 
 
 def result(kind: str, score: float, serial: int) -> ExpansionResult:
@@ -101,21 +107,21 @@ def run_ops(tree: GIFTree, ops: list[tuple[Any, ...]], max_in_flight: int) -> No
 
 
 @pytest.mark.parametrize("kind", TREES)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(ops=st.lists(op, max_size=40), seed=st.integers(0, 3))
 def test_property_one_selection_at_a_time(kind, ops, seed):
     run_ops(TREES[kind](GIFConfig(seed=seed)), ops, max_in_flight=1)
 
 
 @pytest.mark.parametrize("kind", TREES)
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(ops=st.lists(op, max_size=40), seed=st.integers(0, 3), width=st.integers(2, 6))
 def test_property_many_selections_in_flight(kind, ops, seed, width):
     run_ops(TREES[kind](GIFConfig(seed=seed)), ops, max_in_flight=width)
 
 
 @pytest.mark.parametrize("kind", TREES)
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=examples(15), deadline=None)
 @given(ops=st.lists(op, max_size=30), seed=st.integers(0, 3))
 def test_property_round_trip_through_to_dict_keeps_the_counts(kind, ops, seed):
     tree = TREES[kind](GIFConfig(seed=seed))

@@ -5,6 +5,7 @@ Hand-made datasets (no environment, no sandbox): each test knows the exact credi
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,12 @@ from hypothesis.extra import numpy as hnp
 
 from cwm.envs.dataset import Dataset
 from cwm.sandbox.scoring import ATOL, METRICS, RTOL, score_all, score_transition
+
+
+def examples(n: int) -> int:
+    """Hypothesis examples per property; scripts/mutation.sh lowers it (CWM_HYPOTHESIS_EXAMPLES) per mutant."""
+    return int(os.environ.get("CWM_HYPOTHESIS_EXAMPLES", n))
+
 
 
 def make_ds(next_states: Any, rewards: Any, *, terminated: Any = None, truncated: Any = None,
@@ -224,7 +231,7 @@ def datasets(draw: st.DrawFn) -> Dataset:
     return make_ds(states, rewards, terminated=draw(st.lists(st.booleans(), min_size=2, max_size=2)))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(datasets(), st.sampled_from(METRICS))
 def test_property_a_perfect_prediction_scores_one(ds, metric):
     s = score_all(ds, [pred(ds, i) for i in range(len(ds))], metric)
@@ -232,7 +239,7 @@ def test_property_a_perfect_prediction_scores_one(ds, metric):
     assert all(t.correct and t.mismatch == [] for t in s.per_transition)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(datasets(), st.data())
 def test_property_any_state_change_beyond_tolerance_is_caught(ds, data):
     i = 0
@@ -249,7 +256,7 @@ def test_property_any_state_change_beyond_tolerance_is_caught(ds, data):
     assert t.credit == pytest.approx((1 - 1 / flat.size + 2) / 3)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(datasets(), st.data())
 def test_property_float_changes_within_tolerance_pass(ds, data):
     if ds.discrete_state:
@@ -261,7 +268,7 @@ def test_property_float_changes_within_tolerance_pass(ds, data):
     assert score_transition(ds, 0, with_element(ds, 0, k, float(flat[k]) + step)).correct
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.floats(-1e4, 1e4, width=32), st.floats(1.01, 1e3), st.sampled_from([-1.0, 1.0]))
 def test_property_reward_changes_beyond_tolerance_are_caught(r, factor, sign):
     ds = make_ds([[0.0]], [r])
