@@ -189,7 +189,7 @@ def test_max_cost_needs_a_price(tmp_path, capsys):
 
 def test_ctrl_c_names_the_resume_command(tmp_path):
     run_dir = tmp_path / "run"
-    server = FakeLLMServer(default=Reply("```python\npass\n```", delay=30))
+    server = FakeLLMServer(default=Reply("```python\npass\n```", delay=3))
     with serve_in_thread(server):
         proc = cli(["synthesize", "--env", "CartPole-v1", "--llm", f"openai:fake@{server.base_url}", "--out",
                     str(run_dir)])
