@@ -5,6 +5,7 @@ Hand-made datasets (no environment, no sandbox): each test knows the exact credi
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -307,3 +308,17 @@ def test_wire_prediction_is_what_the_sandbox_sends():
     assert wire_prediction(3, 1, 0) == {"s": [3.0], "shape": [], "r": 1.0, "d": False}
     ds = make_ds([[0.25, -1.0]], [2.0], terminated=[True])
     assert score_transition(ds, 0, wire_prediction(ds.next_state[0], ds.reward[0], True)).correct
+
+
+def test_non_finite_rewards_are_shown_as_missing():
+    ds = make_ds([[1.0]], [1.0])
+    for bad in (math.inf, -math.inf, math.nan):
+        t = score_transition(ds, 0, pred(ds, 0, r=bad))
+        assert t.mismatch == ["reward"] and t.predicted is not None and t.predicted["reward"] is None
+
+
+def test_a_million_elements_is_the_largest_state_read():
+    ds = make_ds([[1.0]], [0.0])
+    at_limit = score_transition(ds, 0, pred(ds, 0, s=[0.0] * 1_000_000, shape=[1_000_000]))
+    assert at_limit.predicted is not None and len(at_limit.predicted["next_state"]) == 1_000_000
+    assert at_limit.mismatch == ["next_state"]  # parsed, then wrong in shape
