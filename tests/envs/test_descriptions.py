@@ -226,6 +226,22 @@ def test_pendulum_docstring_reward_is_the_recorded_one():
     assert np.allclose(r.astype(np.float32), ds.reward, rtol=1e-5, atol=1e-5)
 
 
-def test_constant_rewards_stated_by_docstrings_match_the_data():
-    assert "a reward of `+1` is given for every step taken, including the termination step" in docs("CartPole-v1")
-    assert set(load_for_env("CartPole-v1").reward.tolist()) == {1.0}
+@pytest.mark.parametrize("name, phrases, rewards", [
+    ("CartPole-v1", ["a reward of `+1` is given for every step taken, including the termination step"], {1.0}),
+    ("MountainCar-v0", ["penalised with a reward of -1 for each timestep"], {-1.0}),
+    ("CliffWalking-v0", ["Each time step incurs -1 reward", "which incurs -100 reward"], {-1.0, -100.0}),
+    ("Taxi-v3", ["-1 per step", "+20 delivering passenger", "-10  executing"], {-1.0, 20.0, -10.0}),
+    ("Blackjack-v1", ["win game: +1", "lose game: -1", "draw game: 0"], {1.0, -1.0, 0.0}),
+])
+def test_reward_values_stated_by_docstrings_match_the_data(name, phrases, rewards):
+    text = docs(name)
+    for phrase in phrases:
+        assert phrase in text
+    assert set(load_for_env(name).reward.tolist()) == rewards
+
+
+def test_acrobot_docstring_reward_and_termination_match_the_data():
+    assert "all steps that do not reach the goal incur a reward of -1" in docs("Acrobot-v1")
+    assert "Achieving the target height results in termination with a reward of 0" in docs("Acrobot-v1")
+    ds = load_for_env("Acrobot-v1")
+    assert np.array_equal(ds.reward == 0, ds.terminated)
