@@ -68,7 +68,8 @@ def test_classic_control_constants():
 def test_facts_follow_env_kwargs():
     assert rows("CartPole-v1", "Parameters of the instance")["_sutton_barto_reward"] == "False"
     assert rows("CartPole-v1", "Parameters of the instance", sutton_barto_reward=True)["_sutton_barto_reward"] == "True"
-    assert "sutton_barto_reward" in environment_facts("CartPole-v1", {"sutton_barto_reward": True}).gym_id
+    facts = environment_facts("CartPole-v1", {"sutton_barto_reward": True})
+    assert facts.env_kwargs == {"sutton_barto_reward": True} and "made with" in facts.render()
 
 
 def test_long_tables_and_objects_are_left_out():

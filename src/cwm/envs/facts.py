@@ -49,13 +49,15 @@ class EnvFacts:
 
     env_id: str
     gym_id: str
+    env_kwargs: dict[str, Any]
     version_note: str | None
     sections: list[FactSection]
 
     def render(self) -> str:
         """Markdown for a prompt: a heading, the version note if any, then one list per section."""
+        made = f" made with {self.env_kwargs}" if self.env_kwargs else ""
         out = ["## Environment facts",
-               f"Read from the installed `{self.gym_id}` instance (numbers as the simulator holds them)."]
+               f"Read from the installed `{self.gym_id}` instance{made} (numbers as the simulator holds them)."]
         if self.version_note:
             out.append(f"**Version note:** {self.version_note}")
         for sec in self.sections:
@@ -198,8 +200,7 @@ def environment_facts(env_id: str, env_kwargs: dict[str, Any] | None = None) -> 
     finally:
         env.close()
     bench = benchmark_env(env_id)
-    kw = f" with {env_kwargs}" if env_kwargs else ""
-    return EnvFacts(bench.name if bench else env_id, gym_id + kw, version_note(env_id), sections)
+    return EnvFacts(bench.name if bench else env_id, gym_id, dict(env_kwargs or {}), version_note(env_id), sections)
 
 
 def facts_text(env_id: str, env_kwargs: dict[str, Any] | None = None) -> str:
