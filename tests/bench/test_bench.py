@@ -59,7 +59,7 @@ def run(argv: list[str], timeout: float = 240) -> subprocess.CompletedProcess[st
 def test_bench_end_to_end_results_and_report(tmp_path):
     out = tmp_path / "b"
     with serve_in_thread(FakeLLMServer(script())) as server:
-        done = run(bench(out, server.base_url, "--parallel", "2", "--json"))
+        done = run(bench(out, server.base_url, "--parallel", "2", "--describe", "docs", "--json"))
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads(done.stdout)
     assert doc == json.loads((out / "results.json").read_text())
@@ -75,8 +75,8 @@ def test_bench_end_to_end_results_and_report(tmp_path):
         assert Path(r["run_dir"]).is_dir() and (Path(r["run_dir"]) / "summary.json").is_file()
         assert r["curve"] and r["curve"][-1]["call"] == r["search_calls"]
         assert len(r["returns"]) == 1 and r["plan_error"] is None
-        # only the paper's configurations claim comparability; gif-mcts (not gif-mcts-paper) is ours
-        assert r["comparable"] is (r["method"] == "worldcoder" and r["describe"] == "docs")
+        # only the paper's configurations claim comparability: worldcoder with docs, not gif-mcts (ours)
+        assert r["describe"] == "docs" and r["comparable"] is (r["method"] == "worldcoder")
     cart = [r for r in rows if r["env"] == "CartPole-v1"]
     pend = [r for r in rows if r["env"] == "Pendulum-v1"]
     # the second CartPole reply is the exact model: full accuracy on every transition, both metrics
@@ -87,6 +87,7 @@ def test_bench_end_to_end_results_and_report(tmp_path):
     versions = doc["versions"]
     assert versions["models"] == ["fake"] and versions["prompt_set"].startswith("sha256:")
     assert versions["numpy"] and versions["gymnasium"] and versions["cwm"]
+    assert set(versions["algorithm"]) == {"gif-mcts", "worldcoder"}  # each method's recorded rules version
     assert doc["status"]["state"] == "complete" and doc["status"]["runs_done"] == 4
 
     report = (out / "report.md").read_text()

@@ -92,10 +92,11 @@ def render(results: dict[str, Any], figures: list[str], figure_note: str | None)
     rows: list[dict[str, Any]] = results["runs"]
     bench, versions = results["bench"], results["versions"]
     methods = list(dict.fromkeys(r["method"] for r in rows))
+    described = ", ".join(sorted({str(r.get("describe")) for r in rows})) or bench.get("describe")
     out = ["# cwm bench report", "",
            f"LLM `{bench['llm']}` (models reported: {', '.join(versions['models']) or 'none'}), budget "
            f"{bench['budget']} calls, {bench['seeds']} seed(s), methods {', '.join(bench['methods'])}, describe "
-           f"{bench.get('describe') or 'default'}; planning {bench['plan_episodes']} episodes (MCTS "
+           f"{described}; planning {bench['plan_episodes']} episodes (MCTS "
            f"{bench['simulations']} simulations, CEM `{bench['cem']}`"
            f"{'' if not bench.get('plan_max_steps') else ', episodes cut at ' + str(bench['plan_max_steps'])}).",
            f"cwm {versions['cwm']}, gymnasium {versions['gymnasium']}, mujoco {versions['mujoco']}, numpy "

@@ -25,14 +25,16 @@ def prompt_set() -> str:
     return "sha256:" + hashlib.sha256(text).hexdigest()[:16]
 
 
-def _algorithm_version() -> Any:
-    """The search's own version marker, when this version of cwm has one."""
-    for module in ("cwm.graph.run", "cwm.graph.search"):
-        mod = importlib.import_module(module)
-        for name in ("ALGORITHM_VERSION", "ALGORITHM", "SEARCH_VERSION"):
-            if hasattr(mod, name):
-                return getattr(mod, name)
-    return None
+def _algorithm_version(rows: list[dict[str, Any]]) -> Any:
+    """Each method's rules version as the runs recorded it (``method_version``), else the registry's."""
+    recorded = {r["method"]: r.get("method_version") for r in rows if r.get("method_version") is not None}
+    if recorded:
+        return recorded
+    try:
+        methods = importlib.import_module("cwm.graph.methods").METHODS
+    except ImportError:
+        return None
+    return {name: getattr(m, "version", None) for name, m in methods.items()}
 
 
 def versions(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -41,7 +43,7 @@ def versions(rows: list[dict[str, Any]]) -> dict[str, Any]:
     models = sorted({m for r in rows for m in (r.get("models") or [])})
     return {"cwm": __version__, "gymnasium": _version("gymnasium"), "mujoco": _version("mujoco"),
             "numpy": _version("numpy"), "python": platform.python_version(),
-            "models": models, "prompt_set": prompt_set(), "algorithm": _algorithm_version()}
+            "models": models, "prompt_set": prompt_set(), "algorithm": _algorithm_version(rows)}
 
 
 def write_results(bench_dir: Path, spec: dict[str, Any], rows: list[dict[str, Any]],

@@ -101,7 +101,8 @@ async def _score(env: str, code: str, allow_import: list[str]) -> dict[str, Any]
 def _plan_config(spec: BenchSpec, run: RunSpec, program: Path | None) -> Any:
     from cwm.planning.agent import PlanConfig
 
-    return PlanConfig(env=run.env, model=str(program or "random"), episodes=spec.plan_episodes, seed=run.seed,
+    # every run plans on the same seeded episodes (seed 0), so the shipped baselines apply to all of them
+    return PlanConfig(env=run.env, model=str(program or "random"), episodes=spec.plan_episodes, seed=0,
                       cem=spec.cem, simulations=spec.simulations, max_steps=spec.plan_max_steps)
 
 
@@ -125,6 +126,15 @@ def baselines_discrete(env: str) -> bool:
     from cwm.bench.matrix import split_of
 
     return split_of(env) == "discrete"
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's saved config.json (describe mode, method version), {} if unreadable."""
+    try:
+        cfg: dict[str, Any] = json.loads((run_dir / "config.json").read_text(encoding="utf-8"))
+        return cfg
+    except (OSError, ValueError):
+        return {}
 
 
 def _ledger_models(run_dir: Path) -> list[str]:
@@ -162,7 +172,9 @@ async def run_one(spec: BenchSpec, run: RunSpec, bench_dir: Path, *, max_cost: f
     planner_key = _plan_config(spec, run, None).planner_key(baselines_discrete(run.env))
     rnd = baselines.lookup(planner_key, "random", planned.get("cached_random"))
     orc = baselines.lookup(planner_key, "oracle", planned.get("cached_oracle"))
-    describe = summary.get("describe") or spec.describe or "docs"
+    saved = _run_config(run_dir)
+    # a config without the field predates --describe: those runs were described by the docs alone
+    describe = summary.get("describe") or saved.get("describe") or "docs"
     row = {
         "env": run.env, "method": run.method, "seed": run.seed, "describe": describe, "llm": spec.llm,
         "comparable": run.method in COMPARABLE_METHODS and describe == "docs",
@@ -181,7 +193,7 @@ async def run_one(spec: BenchSpec, run: RunSpec, bench_dir: Path, *, max_cost: f
         "tokens": summary.get("tokens"), "cost_usd": summary.get("cost_usd"),
         "search_wall_s": summary.get("wall_s"), "eval_s": None, "wall_s": None, "curve": summary.get("curve"),
         "stop": summary.get("stop"), "solved": summary.get("solved"), "llm_error": summary.get("llm_error"),
-        "models": _ledger_models(run_dir), "algorithm_version": summary.get("algorithm_version"),
+        "models": _ledger_models(run_dir), "method_version": summary.get("method_version", saved.get("method_version")),
         "run_dir": str(run_dir),
     }
     row["eval_s"] = round(time.perf_counter() - t0, 3)
