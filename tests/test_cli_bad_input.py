@@ -41,8 +41,6 @@ BASE: dict[str, dict[str, str]] = {
 
 # Bad values for arguments whose type carries none (plain callables from other modules).
 EXTRA_BAD: dict[tuple[str, str], list[str]] = {
-    ("serve", "port"): ["x", "0", "65536", "-1"],
-    ("serve", "max_runs"): ["x", "0", "-2"],
 }
 
 # Arguments for which no string is wrong, and why.
@@ -50,7 +48,6 @@ NO_BAD_VALUE: dict[tuple[str, str], str] = {
     ("ask", "system"): "any text is a system message; empty means none",
     ("serve", "host"): "resolved when binding; a wrong host is an error of the server, not of parsing",
     ("serve", "data"): "created on start; checked by the server",
-    ("serve", "llm"): "default provider of requests, checked per request",
     ("serve", "allow_llm"): "free-form provider names or URL prefixes",
 }
 

@@ -114,23 +114,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"a port is at most 65535 (got {value})")
-    return value
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     from cwm.service.serve import serve
 
@@ -667,10 +650,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the long-lived agent: an HTTP API, live traces and a web page")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (non-loopback requires the bearer token)")
-    p.add_argument("--port", type=_port, default=8765)
+    p.add_argument("--port", type=A.int_range(1, 65535), default=8765)
     p.add_argument("--data", default="cwm-data", help="directory for the SQLite store, datasets and runs")
-    p.add_argument("--max-runs", type=_positive_int, default=2, help="searches running at once")
-    p.add_argument("--llm", default="local", help="default provider of run requests")
+    p.add_argument("--max-runs", type=A.int_range(1, 64), default=2, help="searches running at once")
+    p.add_argument("--llm", type=A.llm_provider, default="local", help="default provider of run requests")
     p.add_argument("--allow-llm", action="append", default=[], metavar="PROVIDER|URL-PREFIX",
                    help="providers or base-URL prefixes a run request may name (repeatable; always allowed: "
                         "--llm and http://127.0.0.1:)")

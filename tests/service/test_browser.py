@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
+from test_restart import _call, _free_port, _start
 
 from cwm.agents.llm.fake_server import FakeLLMServer, Reply
 from fake_llm import VARIANTS, serve_in_thread
-from test_restart import _call, _free_port, _start
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -59,8 +59,9 @@ def test_page_shows_the_tree_growing_live(tmp_path: Path) -> None:
                 assert page.locator("svg#curve polyline").count() == 1
                 page.locator("svg#tree .node[data-node='1']").click()
                 page.wait_for_selector("#node-card:not([hidden])")
-                page.wait_for_function("document.getElementById('node-program').textContent.includes('class Environment')")
-                page.wait_for_function("document.getElementById('final-program').textContent.includes('class Environment')")
+                for box in ("node-program", "final-program"):
+                    page.wait_for_function(
+                        f"document.getElementById('{box}').textContent.includes('class Environment')")
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "service-page.png"), full_page=True)
                 browser.close()
