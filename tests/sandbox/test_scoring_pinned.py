@@ -322,3 +322,21 @@ def test_a_million_elements_is_the_largest_state_read():
     at_limit = score_transition(ds, 0, pred(ds, 0, s=[0.0] * 1_000_000, shape=[1_000_000]))
     assert at_limit.predicted is not None and len(at_limit.predicted["next_state"]) == 1_000_000
     assert at_limit.mismatch == ["next_state"]  # parsed, then wrong in shape
+
+
+def test_reward_tolerance_includes_its_bound():
+    ds = make_ds([[0.0]], [0.0])
+    assert score_transition(ds, 0, pred(ds, 0, r=ATOL)).correct  # |Δ| = atol exactly, recorded 0
+    assert not score_transition(ds, 0, pred(ds, 0, r=ATOL * 1.0001)).correct
+
+
+def test_an_error_that_is_not_a_record_is_kept_out_of_the_score():
+    ds = make_ds([[1.0]], [1.0])
+    t = score_transition(ds, 0, {"error": "boom"})
+    assert (t.mismatch, t.error, t.credit) == (["exception"], None, 0.0)
+
+
+def test_a_truncated_step_still_scores_its_next_state():
+    ds = make_ds([[1.0]], [1.0], truncated=[True])
+    t = score_transition(ds, 0, pred(ds, 0, s=[2.0]))
+    assert t.mismatch == ["next_state"] and t.credit == pytest.approx(0.5)  # state and reward; no done
