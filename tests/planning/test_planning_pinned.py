@@ -383,8 +383,11 @@ class FakeSession:
     replies: list[Any]
     sent: list[dict[str, Any]] = field(default_factory=list)
 
+    timeouts: list[float] = field(default_factory=list)
+
     async def step_many_raw(self, payload: dict[str, Any], *, timeout: float) -> dict[str, Any]:
         self.sent.append(payload)
+        self.timeouts.append(timeout)
         reply = self.replies.pop(0)
         if isinstance(reply, Exception):
             raise reply
@@ -407,13 +410,16 @@ async def test_program_model_rollouts_and_failures():
     session = FakeSession([{"returns": [1.0, math.nan, True]}, {"returns": [1.0]},
                            {"error": {"kind": "timeout", "message": "slow", "traceback": "tb"}},
                            SessionFailed(ProgramError("crash", "gone"), []), {"s": None, "shape": []}])
-    pm = ProgramModel(session, n_actions=None, use_batch=True)  # type: ignore[arg-type]
+    pm = ProgramModel(session, n_actions=None, use_batch=True, timeout=42.0)  # type: ignore[arg-type]
     plans = np.zeros((3, 4, 1))
     assert list(await pm.rollouts([0.0], plans)) == [1.0, -1e18, -1e18]
-    assert session.sent[0]["use_batch"] is True and session.sent[0]["plans"] == plans.tolist()
+    assert session.sent[0] == {"op": "rollouts", "state": [0.0], "plans": plans.tolist(), "use_batch": True}
+    assert session.timeouts[0] == 42.0
     assert pm.steps == 12
-    with pytest.raises(ModelFailed, match="protocol"):
+    with pytest.raises(ModelFailed) as exc:
         await pm.rollouts([0.0], plans)
+    assert (exc.value.error.kind, exc.value.error.message) == ("protocol",
+                                                               "the model returned a malformed rollout result")
     with pytest.raises(ModelFailed) as exc:
         await pm.rollouts([0.0], plans)
     assert (exc.value.error.kind, exc.value.error.message, exc.value.error.traceback) == ("timeout", "slow", "tb")
@@ -422,3 +428,42 @@ async def test_program_model_rollouts_and_failures():
     with pytest.raises(ModelFailed, match="malformed state"):
         await pm.simulate([0.0], 0, 1, 0.9, 0)
     assert pm.steps == 14  # the failed simulate still ran its step and rollout of depth 1
+
+
+async def test_program_model_error_records_get_defaults():
+    session = FakeSession([{"error": {}}, {"error": {"kind": "memory", "message": "m" * 3000, "traceback": 7}}])
+    pm = ProgramModel(session, n_actions=2)  # type: ignore[arg-type]
+    with pytest.raises(ModelFailed) as exc:
+        await pm.rollouts([0.0], np.zeros((1, 1, 1)))
+    assert (exc.value.error.kind, exc.value.error.message, exc.value.error.traceback) == ("runtime", "", None)
+    assert session.timeouts == [600.0]
+    with pytest.raises(ModelFailed) as exc:
+        await pm.rollouts([0.0], np.zeros((1, 1, 1)))
+    assert (exc.value.error.kind, exc.value.error.message, exc.value.error.traceback) == ("memory", "m" * 2000, None)
+    assert pm.root(None, np.array([[1, 2]])) == [[1, 2]]
+
+
+async def test_true_model_replays_seed_and_actions_where_snapshots_are_missing():
+    """Where no snapshot exists (Box2D), a state is the episode's seed plus the actions taken so far."""
+    env = make_env("CartPole-v1")
+    env.reset(seed=6)
+    snap_model = TrueModel(env, seed=6)
+    replay_env = make_env("CartPole-v1")
+    replay_env.reset(seed=6)
+    replay = TrueModel(replay_env, seed=6)
+    replay.snap.supported = False
+    for a in (1, 0, 1):
+        env.step(a)
+        replay_env.step(a)
+        replay.record(a)
+    root = replay.root(replay_env, None)
+    assert root == ("replay", [1, 0, 1])
+    a = await snap_model.simulate(snap_model.root(env, None), 0, 3, 0.9, seed=4)
+    b = await replay.simulate(root, 0, 3, 0.9, seed=4)
+    assert b[0] == ("replay", [1, 0, 1, 0]) and a[1:] == b[1:]
+    plans = np.array([[0, 1, 0, 1], [1, 1, 1, 1]])
+    assert list(await replay.rollouts(root, plans)) == list(await snap_model.rollouts(snap_model.root(env, None),
+                                                                                       plans))
+    replay.reset_episode(9)
+    assert (replay.seed, replay.prefix) == (9, [])
+    assert replay.root(replay_env, None) == ("replay", [])
