@@ -3,21 +3,21 @@
 Format ``cwm-dataset`` version 2 is one ``.npz`` file (numpy's zip of arrays, loaded with
 ``allow_pickle=False`` so a dataset can never run code). Arrays, N transitions:
 
-==============  ===================  =========================================================
-``state``       (N, *S) or (N,)      the observation the step started from, in the env's dtype
-``action``      (N, *A) or (N,)      the action taken
-``next_state``  like ``state``       the observation the step produced
-``reward``      (N,) float32         as recorded (the CWMB buffers stored float32)
-``terminated``  (N,) bool            the MDP reached a terminal state (a model should say done)
-``truncated``   (N,) bool            the episode was cut by a time limit (no model can predict it)
-``trajectory``  (N,) int32           0-based trajectory index
-``step``        (N,) int32           index of the transition within its trajectory
-``consistent``  (N,) int8            v2: 1 the real env reproduces it from its recorded state, 0 it
-                                     cannot, -1 unknown (not audited, or the state is hidden)
-``ceiling_credit`` (N,) float32      v2: the credit the real env itself earns on it under the ``cwm``
-                                     metric (1 where consistent, NaN where unknown)
-``meta``        () str               JSON: format, version, env ids, kinds, provenance, attribution
-==============  ===================  =========================================================
+==================  ===================  ==============================================================
+``state``           (N, *S) or (N,)      the observation the step started from, in the env's dtype
+``action``          (N, *A) or (N,)      the action taken
+``next_state``      like ``state``       the observation the step produced
+``reward``          (N,) float32         as recorded (the CWMB buffers stored float32)
+``terminated``      (N,) bool            the MDP reached a terminal state (a model should say done)
+``truncated``       (N,) bool            the episode was cut by a time limit (no model can predict it)
+``trajectory``      (N,) int32           0-based trajectory index
+``step``            (N,) int32           index of the transition within its trajectory
+``consistent``      (N,) int8            v2: 1 the real env reproduces it from its recorded state, 0 it
+                                         cannot, -1 unknown (not audited, or the state is hidden)
+``ceiling_credit``  (N,) float32         v2: the credit the real env itself earns on it under the
+                                         ``cwm`` metric (1 where consistent, NaN where unknown)
+``meta``            () str               JSON: format, version, env ids, kinds, provenance, attribution
+==================  ===================  ==============================================================
 
 Version history: v1 had no ``consistent``/``ceiling_credit``; v1 files still load, with every transition
 unknown. v2 added them (written by ``cwm audit --write``, see ``cwm.envs.audit``) so that feedback never
