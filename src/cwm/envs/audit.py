@@ -2,7 +2,7 @@
 
 Some recorded transitions do not follow from their recorded state: on InvertedPendulum, InvertedDoublePendulum,
 HalfCheetah, Swimmer and Reacher the first step of every trajectory was taken from somewhere other than the
-observation it records (the official collector planned on a copy of the env that shared MuJoCo state). No
+observation it records (apparently the official collector planned on a copy of the env that shared MuJoCo state). No
 model can get those right, so showing them as feedback wastes LLM calls and counting them hides how close a
 program is. The audit replays each transition with the real simulator put into the recorded state and
 judges the real env's own output with the scorer (``score_transition``, ``cwm`` metric: one comparison for
