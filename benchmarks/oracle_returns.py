@@ -12,14 +12,15 @@ import argparse
 import asyncio
 import time
 
+from cwm.bench.paper import table12
 from cwm.planning.agent import PlanConfig, plan
 from cwm.tracing import configure
 
-PAPER = {  # Table 12: random, oracle (10 episodes)
-    "Blackjack-v1": (0, 1), "CliffWalking-v0": (-1169.2, -100), "Taxi-v3": (-798.5, -124.5),
-    "CartPole-v1": (24.4, 494), "MountainCar-v0": (-200, -200), "Acrobot-v1": (-500, -500),
-    "Pendulum-v1": (-1122.8, -373.6), "Reacher-v4": (-43.7, -6.8), "InvertedPendulum-v4": (8.3, 42.5),
-}
+
+def paper(env: str) -> tuple[float | None, float | None]:
+    """Table 12's random and oracle returns, from the package data (never retyped here)."""
+    row = table12(env) or {}
+    return row.get("random"), row.get("oracle")
 
 
 async def main(envs: list[str], episodes: int, cem: str) -> None:
@@ -30,7 +31,7 @@ async def main(envs: list[str], episodes: int, cem: str) -> None:
         t0 = time.perf_counter()
         orc = await plan(PlanConfig(env=env, model="oracle", episodes=episodes, cem=cem))
         took = time.perf_counter() - t0
-        p = PAPER.get(env, (None, None))
+        p = paper(env)
         label = orc["planner"] + ("" if orc["planner"] == "mcts" else f" ({cem})")
         print(f"| {env} | {rnd['mean_return']:.1f} ± {rnd['std_return']:.1f} | {p[0]} | "
               f"{orc['mean_return']:.1f} ± {orc['std_return']:.1f} | {p[1]} | {label} | {took:.0f} s |", flush=True)
