@@ -373,8 +373,10 @@ async def test_true_model_rollouts_sum_rewards_until_termination():
     model = TrueModel(env, seed=0)
     plans = np.zeros((2, 30), dtype=np.int64)  # always push left: the pole falls well before 30 steps
     plans[1, :] = [0, 1] * 15  # alternate: it stays up for all 30
+    before = np.array(env.unwrapped.state)
     out = await model.rollouts(model.root(env, None), plans)
     assert 5 <= out[0] < 30 and out[1] == 30.0
+    assert np.array_equal(np.array(env.unwrapped.state), before)  # the live episode is restored
     assert model.steps == int(out[0]) + 30
 
 
@@ -467,3 +469,33 @@ async def test_true_model_replays_seed_and_actions_where_snapshots_are_missing()
     replay.reset_episode(9)
     assert (replay.seed, replay.prefix) == (9, [])
     assert replay.root(replay_env, None) == ("replay", [])
+
+
+async def test_true_model_rollout_values_follow_their_seed():
+    env = make_env("CartPole-v1")
+    env.reset(seed=1)
+    model = TrueModel(env, seed=1)
+    root = model.root(env, None)
+    values = [(await model.simulate(root, 0, 100, 1.0, seed=s))[3] for s in (3, 3, 4, 5, 6, 7)]
+    assert values[0] == values[1]  # random rollouts of up to 100 steps end at different times
+    assert len(set(values[1:])) > 1
+
+
+async def test_true_model_does_not_roll_out_past_a_terminal_step():
+    env = make_env("CartPole-v1")
+    env.reset(seed=0)
+    env.unwrapped.state = np.array([0.0, 0.0, 0.2, 3.0])  # the pole is about to pass 12 degrees
+    model = TrueModel(env, seed=0)
+    _, r, done, value = await model.simulate(model.root(env, None), 1, 50, 0.99, seed=0)
+    assert (r, done, value, model.steps) == (1.0, True, 0.0, 1)
+
+
+async def test_cem_planner_reset_reseeds():
+    model = Quadratic(np.zeros((3, 1)))
+    cem = CEMPlanner(np.array([-1.0]), np.array([1.0]), CEMConfig(horizon=3, iterations=1, samples=20, elites=5), 0)
+    cem.reset(5)
+    first = await cem.act(model, None, 10)
+    cem.reset(5)
+    assert np.array_equal(await cem.act(model, None, 10), first)
+    cem.reset(6)
+    assert not np.array_equal(await cem.act(model, None, 10), first)
