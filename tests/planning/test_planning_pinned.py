@@ -17,7 +17,7 @@ import pytest
 from cwm.envs.registry import make_env
 from cwm.planning.agent import PlanConfig, _baseline_file, normalized_return, plan, split_report
 from cwm.planning.cem import PRESETS, CEMConfig, CEMPlanner
-from cwm.planning.mcts import MCTSConfig, MCTSPlanner
+from cwm.planning.mcts import MCTSConfig, MCTSPlanner, _Node
 from cwm.planning.models import ModelFailed, ProgramModel, TrueModel
 from cwm.sandbox.worker import ProgramError, SessionFailed
 
@@ -499,3 +499,63 @@ async def test_cem_planner_reset_reseeds():
     assert np.array_equal(await cem.act(model, None, 10), first)
     cem.reset(6)
     assert not np.array_equal(await cem.act(model, None, 10), first)
+
+
+async def test_mcts_search_statistics_on_a_hand_computed_chain():
+    """root -> s1 -> s2 -> s3, each step r = 1 with rollout value v = 4 after it, γ = 0.5, 3 simulations.
+
+    Sim 1 expands s1: 1 + .5*4 = 3. Sim 2 expands s2 (3) and backs 1 + .5*3 = 2.5 into s1.
+    Sim 3 expands s3 (3), backs 2.5 into s2 and 1 + .5*2.5 = 2.25 into s1."""
+    chain = {(f"s{i}" if i else "root", 0): (f"s{i + 1}", 1.0, False, 4.0) for i in range(4)}
+    root = await MCTSPlanner(1, MCTSConfig(simulations=3, discount=0.5), 0).search(TableModel(chain), "root", 9)
+    s1 = root.children[0]
+    s2 = s1.children[0]
+    s3 = s2.children[0]
+    assert root.n == 3 and root.w == 0.0
+    assert (s1.n, s1.w) == (3, pytest.approx(3 + 2.5 + 2.25))
+    assert (s2.n, s2.w) == (2, pytest.approx(3 + 2.5))
+    assert (s3.n, s3.w, s3.children) == (1, pytest.approx(3.0), {})
+    assert s1.q == pytest.approx(7.75 / 3) and s3.state == "s3"
+
+
+async def test_mcts_revisiting_a_terminal_child_backs_up_its_reward_only():
+    """Two terminal arms (0.40, 0.45), 4 simulations, γ = 0.9: both expand, the better one is revisited
+    (equal bonuses), then the other (ln 3 bonus with one visit wins); a revisit adds r, nothing after it."""
+    model = TableModel({("root", 0): ("end", 0.40, True, 7.0), ("root", 1): ("end", 0.45, True, 7.0)})
+    cfg = MCTSConfig(simulations=4, default_q=10.0, discount=0.9)
+    for seed in range(4):
+        root = await MCTSPlanner(2, cfg, seed).search(model, "root", 9)
+        a0, a1 = root.children[0], root.children[1]
+        assert root.n == 4
+        assert (a0.n, a0.w) == (2, pytest.approx(0.8)) and (a1.n, a1.w) == (2, pytest.approx(0.9))
+        assert a0.done and a0.children == {}
+
+
+def test_ucb_formula():
+    p = MCTSPlanner(2, MCTSConfig(ucb_c=2.0, eps=0.5, default_q=0.7))
+    node = _Node("s", n=4)
+    node.children[0] = _Node("t", n=3, w=1.5)
+    assert p._ucb(node, 0) == pytest.approx(0.5 + 2.0 * math.sqrt(math.log(4) / 3.5))
+    assert p._ucb(node, 1) == pytest.approx(0.7 + 2.0 * math.sqrt(math.log(4) / 0.5))
+    assert p._ucb(_Node("s", n=0), 1) == pytest.approx(0.7)  # a fresh node: no exploration term
+    assert _Node("s").q == 0.0
+
+
+async def test_mcts_rollout_seeds_are_31_bit_and_follow_the_planner_seed():
+    @dataclass
+    class Seeds(TableModel):
+        seeds: list[int] = field(default_factory=list)
+
+        async def simulate(self, state: Any, action: int, depth: int, discount: float,
+                           seed: int) -> tuple[Any, float, bool, float]:
+            self.seeds.append(seed)
+            return ("s", 0.0, False, 0.0)
+
+    runs = []
+    for planner_seed in (1, 1, 2):
+        m = Seeds({})
+        await MCTSPlanner(3, MCTSConfig(simulations=60), planner_seed).search(m, "root", 9)
+        assert len(m.seeds) == 60 and all(isinstance(x, int) and 0 <= x < 2**31 for x in m.seeds)
+        assert max(m.seeds) > 2**30
+        runs.append(m.seeds)
+    assert runs[0] == runs[1] and runs[0] != runs[2]

@@ -60,6 +60,18 @@ class MCTSPlanner:
         return child.q + c.ucb_c * math.sqrt(log_n / (child.n + c.eps))
 
     async def act(self, model: PlanningModel, state: Any, remaining: int) -> int:
+        """The real action: a softmax over the visited root actions' mean returns after a fresh search."""
+        c = self.config
+        root = await self.search(model, state, remaining)
+        visited = [(a, ch.q) for a, ch in root.children.items() if ch.n > 0]
+        if not visited:
+            return self.rng.randrange(self.n_actions)
+        qmax = max(q for _, q in visited)
+        weights = [math.exp((q - qmax) / c.temperature) for _, q in visited]
+        return self.rng.choices([a for a, _ in visited], weights=weights)[0]
+
+    async def search(self, model: PlanningModel, state: Any, remaining: int) -> _Node:
+        """Run the simulations from ``state`` and return the tree's root (its statistics are what act reads)."""
         c = self.config
         root = _Node(state)
         for _ in range(c.simulations):
@@ -87,9 +99,4 @@ class MCTSPlanner:
                 nd.n += 1
                 nd.w += value
             root.n += 1
-        visited = [(a, ch.q) for a, ch in root.children.items() if ch.n > 0]
-        if not visited:
-            return self.rng.randrange(self.n_actions)
-        qmax = max(q for _, q in visited)
-        weights = [math.exp((q - qmax) / c.temperature) for _, q in visited]
-        return self.rng.choices([a for a, _ in visited], weights=weights)[0]
+        return root
