@@ -202,11 +202,16 @@ class Quadratic:
     async def simulate(self, *args: Any) -> Any:
         raise AssertionError("CEM does not call simulate")
 
+    states: list[Any] = field(default_factory=list)
+    returns: list[np.ndarray[Any, Any]] = field(default_factory=list)
+
     async def rollouts(self, state: Any, plans: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        self.states.append(state)
         self.shapes.append(plans.shape)
         self.batches.append(plans.copy())
         h = plans.shape[1]
-        return np.asarray(-((plans - self.target[:h]) ** 2).sum(axis=(1, 2)))
+        self.returns.append(np.asarray(-((plans - self.target[:h]) ** 2).sum(axis=(1, 2))))
+        return self.returns[-1]
 
     def root(self, env: Any, obs: Any) -> Any:
         return None
@@ -559,3 +564,43 @@ async def test_mcts_rollout_seeds_are_31_bit_and_follow_the_planner_seed():
         assert max(m.seeds) > 2**30
         runs.append(m.seeds)
     assert runs[0] == runs[1] and runs[0] != runs[2]
+
+
+async def test_cem_best_executes_the_best_plan_of_the_last_iteration_exactly():
+    model = Quadratic(_target(4))
+    cfg = CEMConfig(horizon=4, iterations=3, samples=50, elites=5, execute="best", replan_every=4)
+    cem = CEMPlanner(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), cfg, seed=0)
+    actions = [await cem.act(model, "the state", 10) for _ in range(4)]
+    best = model.batches[-1][int(np.argmax(model.returns[-1]))]
+    assert np.array_equal(np.asarray(actions), best)
+    assert model.states == ["the state"] * 3
+    # "mean" executes the elites' mean instead: not any sampled plan
+    mean_cem = CEMPlanner(np.array([-1.0, -1.0]), np.array([1.0, 1.0]), CEMConfig(horizon=4, iterations=3,
+                          samples=50, elites=5), seed=0)
+    first = await mean_cem.act(model, "the state", 10)
+    assert mean_cem.mu is not None and np.array_equal(first, mean_cem.mu[0])
+
+
+async def test_planners_default_to_seed_zero():
+    model = Quadratic(np.zeros((3, 1)))
+    cfg = CEMConfig(horizon=3, iterations=1, samples=20, elites=5)
+    a = await CEMPlanner(np.array([-1.0]), np.array([1.0]), cfg).act(model, None, 10)
+    b = await CEMPlanner(np.array([-1.0]), np.array([1.0]), cfg, seed=0).act(model, None, 10)
+    assert np.array_equal(a, b)
+    arms = TableModel({("root", i): ("end", 0.5, True, 0.0) for i in range(5)})
+    mcts_cfg = MCTSConfig(simulations=1, temperature=100.0)
+    default, zero, one = MCTSPlanner(5, mcts_cfg), MCTSPlanner(5, mcts_cfg, 0), MCTSPlanner(5, mcts_cfg, 1)
+    picks = [await default.act(arms, "root", 5) for _ in range(8)]
+    assert picks == [await zero.act(arms, "root", 5) for _ in range(8)]
+    assert picks != [await one.act(arms, "root", 5) for _ in range(8)]
+
+
+async def test_mcts_without_simulations_acts_at_random():
+    p = MCTSPlanner(4, MCTSConfig(simulations=0), 0)
+    picks = {await p.act(TableModel({}), "root", 5) for _ in range(40)}
+    assert picks == {0, 1, 2, 3}
+
+
+async def test_mcts_softmax_handles_large_returns():
+    model = TableModel({("root", 0): ("end", 1000.0, True, 0.0), ("root", 1): ("end", 999.0, True, 0.0)})
+    assert await MCTSPlanner(2, MCTSConfig(simulations=6, default_q=1e4), 0).act(model, "root", 5) == 0
