@@ -244,3 +244,41 @@ def test_cache_root_and_layout(tmp_path, monkeypatch):
     (tmp_path / "r" / key[:2] / f"{key}.json").write_text("{broken")
     assert cache.get(key) is None
     assert ResponseCache().dir == tmp_path / "h" / ".cache" / "cwm" / "llm"
+
+
+def test_cache_key_format_is_stable():
+    """The key is sha256 of this exact JSON (sorted keys, raw UTF-8): changing it orphans every cached reply."""
+    import hashlib
+    import json
+
+    msgs = [Message("system", "be brief"), Message("user", "héllo — ok")]
+    blob = json.dumps({"sample": 2, "params": {"temperature": 0.6, "top_p": 0.8, "max_tokens": 100, "stop": []},
+                       "messages": [{"role": "system", "content": "be brief"},
+                                    {"role": "user", "content": "héllo — ok"}],
+                       "base_url": "http://127.0.0.1:1/v1", "model": "gpt-x", "api": "openai", "provider": "openai",
+                       "v": 1}, sort_keys=True, ensure_ascii=False)
+    assert call_key(SPEC, msgs, SamplingParams(temperature=0.6, top_p=0.8, max_tokens=100), 2) == \
+        hashlib.sha256(blob.encode()).hexdigest()
+
+
+def test_cache_writes_raw_utf8_and_rewrites_in_place(tmp_path):
+    cache = ResponseCache(tmp_path)
+    key = "ab" + "0" * 62
+    cache.put(key, {"text": "première"})
+    cache.put(key, {"text": "deuxième"})  # the directory exists by now
+    path = tmp_path / "ab" / f"{key}.json"
+    assert "deuxième".encode() in path.read_bytes()
+    assert [p.name for p in (tmp_path / "ab").iterdir()] == [f"{key}.json"]  # no temporary file left
+
+
+def test_an_unreadable_cache_entry_is_logged(tmp_path):
+    from structlog.testing import capture_logs
+
+    cache = ResponseCache(tmp_path)
+    key = "cd" + "1" * 62
+    (tmp_path / "cd").mkdir()
+    (tmp_path / "cd" / f"{key}.json").write_text("{broken")
+    with capture_logs() as logs:
+        assert cache.get(key) is None
+    assert len(logs) == 1 and logs[0]["event"] == "llm.cache_unreadable"
+    assert logs[0]["path"] == str(tmp_path / "cd" / f"{key}.json") and "Expecting" in logs[0]["error"]
