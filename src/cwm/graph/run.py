@@ -159,8 +159,13 @@ def make_client(cfg: RunConfig, run_dir: Path) -> LLMClient:
 
 
 async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
-                     on_progress: Any = None) -> dict[str, Any]:
-    """Run (or resume) a search; returns the summary also written to ``summary.json``."""
+                     on_progress: Any = None, close_session: bool = True) -> dict[str, Any]:
+    """Run (or resume) a search; returns the summary also written to ``summary.json``.
+
+    ``close_session``: close the event loop's shared HTTP session at the end (what a one-run process
+    wants). A host running several runs on one loop (the service, the bench) passes False and closes it
+    once, at shutdown, so one run ending never cuts another's calls.
+    """
     if cfg.budget < 1 or cfg.concurrency < 1:
         raise CwmError("--budget and --concurrency must be at least 1")
     if not 0 <= cfg.heldout_fraction < 1:
@@ -177,11 +182,11 @@ async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", asdict(cfg))  # a resume may have raised the budget or limits
     with trace_to(run_dir / "trace.jsonl"), structlog.contextvars.bound_contextvars(run_id=cfg.run_id):
-        return await _synthesize(cfg, run_dir, resume, on_progress, client)
+        return await _synthesize(cfg, run_dir, resume, on_progress, client, close_session)
 
 
 async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: Any,
-                      client: LLMClient) -> dict[str, Any]:
+                      client: LLMClient, close_session: bool = True) -> dict[str, Any]:
     segments = Segments(run_dir / "segments.json")
     segments.begin()
     beat = asyncio.create_task(segments.heartbeat())
@@ -239,7 +244,8 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
         with contextlib.suppress(asyncio.CancelledError):
             await beat
         segments.tick()
-        await close_shared_session()
+        if close_session:
+            await close_shared_session()
     return _finish(cfg, run_dir, final, segments, downtime, client)
 
 

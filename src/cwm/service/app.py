@@ -260,9 +260,18 @@ class Service:
         if plan and env.gym_id is None:
             raise web.HTTPBadRequest(text="'plan' needs an environment registered by gym_id: an uploaded "
                                           "dataset has no simulator to act in")
+        describe = body.get("describe", "docs+facts")
+        if describe not in ("docs+facts", "docs"):
+            raise web.HTTPBadRequest(text="'describe' must be 'docs+facts' (default) or 'docs' (the paper's prompts)")
+        allow_import = body.get("allow_import", [])
+        if not isinstance(allow_import, list) or not all(
+                isinstance(m, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", m)
+                for m in allow_import):
+            raise web.HTTPBadRequest(text="'allow_import' must be a list of module names, e.g. [\"mujoco\"]")
         req = RunRequest(env=env.id, llm=llm, budget=_int(body, "budget", 10, 1, 500), method=str(method),
                          concurrency=_int(body, "concurrency", 1, 1, 32), plan=int(plan or 0),
-                         seed=_int(body, "seed", 0, 0, 2**31 - 1))
+                         seed=_int(body, "seed", 0, 0, 2**31 - 1), describe=describe,
+                         allow_import=tuple(allow_import))
         rec = self.runs.submit(req, env)
         return web.json_response({"id": rec.id, "status": rec.status}, status=202)
 

@@ -32,10 +32,13 @@ class RunRequest:
     concurrency: int = 1
     plan: int = 0
     seed: int = 0
+    describe: str = "docs+facts"
+    allow_import: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"env": self.env, "llm": self.llm, "budget": self.budget, "method": self.method,
-                "concurrency": self.concurrency, "plan": self.plan or False, "seed": self.seed}
+                "concurrency": self.concurrency, "plan": self.plan or False, "seed": self.seed,
+                "describe": self.describe, "allow_import": list(self.allow_import)}
 
 
 class RunManager:
@@ -123,7 +126,9 @@ class RunManager:
             cfg = RunConfig(env=env.gym_id or env.id, llm=req["llm"], method=req["method"],
                             budget=int(req["budget"]), concurrency=int(req["concurrency"]), seed=int(req["seed"]),
                             dataset=env.dataset, description=env.description,
-                            plan_episodes=int(req["plan"] or 0), run_id=rec.id)
+                            plan_episodes=int(req["plan"] or 0), run_id=rec.id, env_kwargs=dict(env.env_kwargs),
+                            describe=str(req.get("describe", "docs+facts")),
+                            allow_import=list(req.get("allow_import", [])))
             rec.status = "running"
             self.store.put_run(rec)
             log.info("service.run_started", run_id=rec.id, env=rec.env, resume=resume)
@@ -135,7 +140,7 @@ class RunManager:
                     self.store.put_run(current)
 
             try:
-                summary = await synthesize(cfg, run_dir, resume=resume, on_progress=progress)
+                summary = await synthesize(cfg, run_dir, resume=resume, on_progress=progress, close_session=False)
             except asyncio.CancelledError:
                 current = self.store.get_run(run_id)
                 if current is not None and current.status == "running":  # a shutdown, not a DELETE
