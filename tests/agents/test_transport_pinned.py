@@ -282,3 +282,48 @@ def test_an_unreadable_cache_entry_is_logged(tmp_path):
         assert cache.get(key) is None
     assert len(logs) == 1 and logs[0]["event"] == "llm.cache_unreadable"
     assert logs[0]["path"] == str(tmp_path / "cd" / f"{key}.json") and "Expecting" in logs[0]["error"]
+
+
+async def test_retry_waits_follow_the_seeded_full_jitter_sequence(serve, waits):
+    url = await serve(Script([(502, {}, "")]))
+    t = Transport("p", None, TransportConfig(retries=3, backoff_base=0.5, backoff_cap=1.5), rng=random.Random(5))
+    with pytest.raises(LLMUnavailable):
+        await t.call(url, {}, {})
+    ref = random.Random(5)
+    assert waits == [ref.uniform(0, 0.5), ref.uniform(0, 1.0), ref.uniform(0, 1.5)]  # base·2^k, capped
+
+
+async def test_each_retry_is_logged_with_its_reason_and_wait(serve, waits):
+    from structlog.testing import capture_logs
+
+    url = await serve(Script([(429, {"Retry-After": "2"}, "x" * 500), OK]))
+    with capture_logs() as logs:
+        await Transport("prov:m", None, rng=random.Random(0)).call(url, {}, {})
+    retry = [e for e in logs if e["event"] == "llm.retry"]
+    assert len(retry) == 1
+    e = retry[0]
+    assert (e["provider"], e["attempt"], e["status"]) == ("prov:m", 1, 429)
+    assert e["why"] == ("HTTP 429: " + "x" * 500)[:200]
+    assert e["delay_s"] == round(waits[0], 3) and e["delay_s"] != round(waits[0], 4)
+
+
+async def test_a_silent_server_gives_up_with_the_read_timeout_hint():
+    async def stall(request: web.Request) -> web.Response:
+        await tr.asyncio.sleep(2.0)
+        return web.Response(text="{}")
+
+    app = web.Application()
+    app.router.add_post("/v1", stall)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+    try:
+        with pytest.raises(LLMUnavailable) as exc:
+            await Transport("p", None, TransportConfig(retries=0, read_timeout=0.2)).call(url, {}, {})
+    finally:
+        await tr.close_shared_session()
+        await runner.cleanup()
+    assert "--read-timeout" in (exc.value.hint or "") and "0.2 s" in (exc.value.hint or "")
+    assert exc.value.attempts == 1
