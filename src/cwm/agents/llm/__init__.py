@@ -15,10 +15,12 @@ from cwm.agents.llm.types import (
     LLMUnavailable,
     Message,
     SamplingParams,
+    ToolCall,
+    ToolSpec,
     Usage,
 )
 
 __all__ = ["Accounting", "Cassette", "Completion", "LLMAuthError", "LLMClient", "LLMError", "LLMRequestError",
            "LLMUnavailable", "LedgerTotals", "Message", "PaidCall", "PaidLedger", "PriceTable", "ProviderSpec",
-           "ResponseCache", "SamplingParams", "TransportConfig", "Usage", "call_key", "close_shared_session",
+           "ResponseCache", "SamplingParams", "ToolCall", "ToolSpec", "TransportConfig", "Usage", "call_key", "close_shared_session",
            "parse_provider"]

@@ -1,9 +1,11 @@
 """Content-addressed response cache and record/replay cassettes.
 
 A call's key hashes everything that determines its answer: provider, API, model, base URL, messages,
-sampling parameters and the sample index (so k samples of one prompt are k entries). The API key is
-not part of it. A resumed or repeated run finds the responses it already paid for; a cassette turns a
-run's calls into one JSON-lines file that replays the run without any server.
+sampling parameters and the sample index (so k samples of one prompt are k entries), and the tools
+offered with ``tool_choice`` when there are any (a call without tools hashes exactly as it did before
+tool calling existed, so older caches and cassettes stay valid). The API key is not part of it. A
+resumed or repeated run finds the responses it already paid for; a cassette turns a run's calls into one
+JSON-lines file that replays the run without any server.
 """
 
 from __future__ import annotations
@@ -13,23 +15,29 @@ import json
 import os
 import tempfile
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 
 from cwm.agents.llm.spec import ProviderSpec
-from cwm.agents.llm.types import LLMError, Message, SamplingParams
+from cwm.agents.llm.types import LLMError, Message, SamplingParams, ToolSpec
 
 log = structlog.get_logger("cwm.llm")
 KEY_VERSION = 1
 
 
-def call_key(spec: ProviderSpec, messages: list[Message], params: SamplingParams, sample_index: int) -> str:
-    blob = json.dumps({
+def call_key(spec: ProviderSpec, messages: list[Message], params: SamplingParams, sample_index: int,
+             tools: Sequence[ToolSpec] = (), tool_choice: str = "auto") -> str:
+    fields: dict[str, Any] = {
         "v": KEY_VERSION, "provider": spec.name, "api": spec.api, "model": spec.model, "base_url": spec.base_url,
         "messages": [m.to_json() for m in messages], "params": params.to_json(), "sample": sample_index,
-    }, sort_keys=True, ensure_ascii=False)
+    }
+    if tools:  # absent, not empty, without tools: the keys of plain calls must not move
+        fields["tools"] = [t.to_json() for t in tools]
+        fields["tool_choice"] = tool_choice
+    blob = json.dumps(fields, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 

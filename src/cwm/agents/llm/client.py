@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,10 +28,10 @@ from cwm.agents.llm.cache import Cassette, ResponseCache, call_key
 from cwm.agents.llm.ledger import PaidCall, PaidLedger
 from cwm.agents.llm.local import local_server
 from cwm.agents.llm.pricing import PriceTable
-from cwm.agents.llm.providers import Adapter, AnthropicAdapter, OpenAIAdapter, StreamState
+from cwm.agents.llm.providers import ADAPTERS, TOOL_CHOICES, Adapter, OpenAIAdapter, StreamState
 from cwm.agents.llm.spec import ProviderSpec, parse_provider
 from cwm.agents.llm.transport import Transport, TransportConfig
-from cwm.agents.llm.types import Completion, LLMError, Message, SamplingParams
+from cwm.agents.llm.types import Completion, LLMError, Message, SamplingParams, ToolSpec
 
 log = structlog.get_logger("cwm.llm")
 
@@ -116,19 +117,25 @@ class LLMClient:
             if self.spec.api == "local":
                 base = await local_server(self.spec.model).ensure_started()
                 self._adapter = OpenAIAdapter(ProviderSpec("local", "openai", "local", base, None), base)
-            elif self.spec.api == "anthropic":
-                self._adapter = AnthropicAdapter(self.spec, self.spec.base_url or "")
             else:
-                self._adapter = OpenAIAdapter(self.spec, self.spec.base_url or "")
+                self._adapter = ADAPTERS[self.spec.api](self.spec, self.spec.base_url or "")
         return self._adapter
 
     async def complete(self, messages: list[Message], params: SamplingParams | None = None, *,
+                       tools: Sequence[ToolSpec] = (), tool_choice: str = "auto",
                        sample_index: int = 0) -> Completion:
-        """One completion; served from the cassette or cache when this exact call was made before."""
+        """One completion; served from the cassette or cache when this exact call was made before.
+
+        With ``tools`` the model may answer with ``Completion.tool_calls`` instead of (or besides) text;
+        append ``completion.as_message()`` and one ``Message("tool", result, tool_call_id=call.id,
+        name=call.name)`` per call, and complete again. ``tool_choice`` is ``auto``, ``none``,
+        ``required`` or the name of the one tool the model must call."""
         params = params or SamplingParams()
         if not messages:
             raise LLMError("a call needs at least one message")
-        key = call_key(self.spec, messages, params, sample_index)
+        tools = tuple(tools)
+        _check_tools(tools, tool_choice)
+        key = call_key(self.spec, messages, params, sample_index, tools, tool_choice)
         what = f"{self.spec.label} sample {sample_index} ({sum(len(m.content) for m in messages)} prompt chars)"
         log.debug("llm.request", provider=self.spec.label, sample=sample_index, key=key[:16],
                   messages=len(messages), prompt_chars=sum(len(m.content) for m in messages))
@@ -146,7 +153,7 @@ class LLMClient:
                 completion.cost_usd = earlier.cost_usd or 0.0
                 completion.priced = earlier.cost_usd is not None
         else:
-            completion = await self._call(messages, params)
+            completion = await self._call(messages, params, tools, tool_choice)
             cost = self.prices.cost(completion.model or self.spec.model, completion.usage.input_tokens,
                                     completion.usage.output_tokens)
             completion.cost_usd, completion.priced = cost or 0.0, cost is not None
@@ -157,23 +164,28 @@ class LLMClient:
                 self.cache.put(key, completion.to_json())
         completion.latency_s = time.perf_counter() - t0
         if self.cassette is not None and self.cassette.mode == "record":
-            self.cassette.record(key, {"provider": self.spec.label, "messages": [m.to_json() for m in messages],
-                                       "params": params.to_json(), "sample": sample_index}, completion.to_json())
+            request: dict[str, Any] = {"provider": self.spec.label, "messages": [m.to_json() for m in messages],
+                                       "params": params.to_json(), "sample": sample_index}
+            if tools:
+                request.update(tools=[t.to_json() for t in tools], tool_choice=tool_choice)
+            self.cassette.record(key, request, completion.to_json())
         rec = CallRecord(key, completion.model, sample_index, completion.usage.input_tokens,
                          completion.usage.output_tokens, completion.cost_usd if completion.priced else None,
                          completion.latency_s,
                          completion.cached, completion.attempts, completion.usage.estimated)
         self.accounting.add(rec)
         log.info("llm.response", **{k: v for k, v in asdict(rec).items() if k != "key"}, key=key[:16],
-                 provider=self.spec.label, finish_reason=completion.finish_reason, chars=len(completion.text))
+                 provider=self.spec.label, finish_reason=completion.finish_reason, chars=len(completion.text),
+                 tool_calls=[c.name for c in completion.tool_calls])
         return completion
 
-    async def _call(self, messages: list[Message], params: SamplingParams) -> Completion:
+    async def _call(self, messages: list[Message], params: SamplingParams, tools: tuple[ToolSpec, ...],
+                    tool_choice: str) -> Completion:
         adapter = await self._get_adapter()
         # the embedded server is a managed, health-checked child whose streams carry no token usage:
         # ask it for one body and keep exact token counts
         stream = self.stream and self.spec.api != "local"
-        payload = adapter.payload(messages, params, stream)
+        payload = adapter.payload(messages, params, stream, tools, tool_choice)
         if not stream:
             data, attempts = await self.transport.call(adapter.url, adapter.headers(), payload)
             assert data is not None
@@ -194,10 +206,22 @@ class LLMClient:
         return completion
 
     async def sample(self, messages: list[Message], params: SamplingParams | None = None, k: int = 1,
-                     *, first_index: int = 0) -> list[Completion]:
+                     *, first_index: int = 0, tools: Sequence[ToolSpec] = (),
+                     tool_choice: str = "auto") -> list[Completion]:
         """k completions as k concurrent calls (sample indices first_index..first_index+k-1).
 
         If one fails, the others are cancelled and the error propagates; completions that finished
         are already in the cache, so a retry does not pay for them again."""
-        tasks = [self.complete(messages, params, sample_index=first_index + i) for i in range(k)]
+        tasks = [self.complete(messages, params, tools=tools, tool_choice=tool_choice, sample_index=first_index + i)
+                 for i in range(k)]
         return list(await asyncio.gather(*tasks))
+
+
+def _check_tools(tools: tuple[ToolSpec, ...], tool_choice: str) -> None:
+    """Mistakes in the tool list are the caller's: say so before any call is made or cached."""
+    names = [t.name for t in tools]
+    if len(set(names)) != len(names):
+        raise LLMError(f"tool names must be unique, got {names}")
+    if tool_choice not in TOOL_CHOICES and tool_choice not in names:
+        raise LLMError(f"tool_choice {tool_choice!r} is neither one of {', '.join(TOOL_CHOICES)} nor a tool "
+                       f"offered ({', '.join(names) or 'none'})")

@@ -7,6 +7,10 @@ Both wire APIs answer with one JSON body, or with server-sent events when the re
 (unless ``streaming=False``: a server that ignores ``stream``). A ``Reply`` with ``chunk_delay`` is a slow
 model: it streams its text in ``chunks`` pieces with that pause before each (one pause before a
 non-streamed body per piece), which is what the client's read and whole-call timeouts are tested on.
+A ``Reply`` with ``tool_calls`` answers with tool calls in the API's own format (OpenAI ``tool_calls`` with
+arguments as a JSON string, streamed in pieces; Anthropic ``tool_use`` blocks, streamed as
+``input_json_delta``); an argument given as a string is sent verbatim, so a test can send invalid JSON.
+Every request body is kept in ``requests``, so tests can read the tools offered and the results sent back.
 
     async with FakeLLMServer([Fail(429, retry_after=0.1), Reply("```python\\n...```")]) as server:
         client = LLMClient.from_string(f"openai:fake@{server.base_url}")
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +37,21 @@ class Reply:
     """Slow mode: seconds of silence before each streamed piece of text."""
     chunks: int = 2
     """Pieces the text is streamed in."""
+    tool_calls: Sequence[tuple[str, dict[str, Any] | str]] = ()
+    """(tool name, arguments) the model calls; a string is the arguments text exactly as sent."""
+
+    def calls(self, anthropic: bool) -> list[tuple[str, str, str]]:
+        """(id, name, arguments text) of each scripted call, with ids in the API's style."""
+        prefix = "toolu_fake" if anthropic else "call_fake"
+        return [(f"{prefix}{i}", name, args if isinstance(args, str) else json.dumps(args))
+                for i, (name, args) in enumerate(self.tool_calls)]
+
+    def finish(self, anthropic: bool) -> str:
+        if self.tool_calls and self.finish_reason == "stop":
+            return "tool_use" if anthropic else "tool_calls"
+        if anthropic:
+            return {"stop": "end_turn", "length": "max_tokens"}.get(self.finish_reason, self.finish_reason)
+        return self.finish_reason
 
 
 @dataclass
@@ -210,18 +229,38 @@ def _sse(event: dict[str, Any] | str) -> bytes:
 
 def _full(anthropic: bool, a: Reply, model: str) -> dict[str, Any]:
     if anthropic:
+        content: list[dict[str, Any]] = [{"type": "text", "text": a.text}] if a.text or not a.tool_calls else []
+        content += [{"type": "tool_use", "id": i, "name": n, "input": _input_object(t)} for i, n, t in a.calls(True)]
         out: dict[str, Any] = {"id": "msg_fake", "type": "message", "role": "assistant", "model": model,
-                               "content": [{"type": "text", "text": a.text}], "stop_reason": "end_turn"}
+                               "content": content, "stop_reason": a.finish(True)}
         if a.usage:
             out["usage"] = {"input_tokens": a.usage[0], "output_tokens": a.usage[1]}
         return out
+    message: dict[str, Any] = {"role": "assistant", "content": a.text if a.text or not a.tool_calls else None}
+    if a.tool_calls:
+        message["tool_calls"] = [{"id": i, "type": "function", "function": {"name": n, "arguments": t}}
+                                 for i, n, t in a.calls(False)]
     out = {"id": "chatcmpl-fake", "object": "chat.completion", "model": model,
-           "choices": [{"index": 0, "message": {"role": "assistant", "content": a.text},
-                        "finish_reason": a.finish_reason}]}
+           "choices": [{"index": 0, "message": message, "finish_reason": a.finish(False)}]}
     if a.usage:
         out["usage"] = {"prompt_tokens": a.usage[0], "completion_tokens": a.usage[1],
                         "total_tokens": sum(a.usage)}
     return out
+
+
+def _input_object(text: str) -> Any:
+    """Anthropic sends tool input as an object; invalid JSON from the script goes out as a bare string
+    (a malformed reply, like the broken argument text OpenAI-style servers can produce)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _halves(text: str) -> list[str]:
+    """A text in two stream pieces (so a client must join them), or one piece when it is short."""
+    cut = len(text) // 2
+    return [text[:cut], text[cut:]] if cut else [text]
 
 
 def _first_chunk(anthropic: bool, text: str) -> dict[str, Any]:
@@ -234,7 +273,7 @@ def _carries_text(event: dict[str, Any] | str) -> bool:
     if isinstance(event, str):
         return False
     if event.get("type") == "content_block_delta":
-        return True
+        return bool((event.get("delta") or {}).get("type") == "text_delta")
     return any((c.get("delta") or {}).get("content") for c in event.get("choices") or [])
 
 
@@ -243,23 +282,42 @@ def _stream_events(anthropic: bool, a: Reply, model: str) -> list[dict[str, Any]
     step = -(-len(a.text) // n) or 1
     pieces = [a.text[i:i + step] for i in range(0, len(a.text), step)] or [""]
     if anthropic:
-        events: list[dict[str, Any] | str] = [
-            {"type": "message_start", "message": {"model": model, "usage": {
-                "input_tokens": a.usage[0] if a.usage else None}}},
-            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-            *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
-              for p in pieces),
-            {"type": "content_block_stop", "index": 0},
-            {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-             "usage": {"output_tokens": a.usage[1] if a.usage else None}},
-            {"type": "message_stop"},
-        ]
-        return events
-    chunks: list[dict[str, Any] | str] = [
+        return _anthropic_events(a, model, pieces)
+    chunks: list[dict[str, Any] | str] = [] if not a.text and a.tool_calls else [
         {"model": model, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
-    chunks.append({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": a.finish_reason}]})
+    for n, (call_id, name, args) in enumerate(a.calls(False)):
+        first = {"index": n, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+        chunks.append({"model": model, "choices": [{"index": 0, "delta": {"tool_calls": [first]}}]})
+        chunks += [{"model": model, "choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": n, "function": {"arguments": piece}}]}}]} for piece in _halves(args)]
+    chunks.append({"model": model, "choices": [{"index": 0, "delta": {}, "finish_reason": a.finish(False)}]})
     if a.usage:
         chunks.append({"model": model, "choices": [], "usage": {"prompt_tokens": a.usage[0],
                                                                  "completion_tokens": a.usage[1]}})
     chunks.append("[DONE]")
     return chunks
+
+
+def _anthropic_events(a: Reply, model: str, pieces: list[str]) -> list[dict[str, Any] | str]:
+    events: list[dict[str, Any] | str] = [
+        {"type": "message_start", "message": {"model": model, "usage": {
+            "input_tokens": a.usage[0] if a.usage else None}}}]
+    index = 0
+    if a.text or not a.tool_calls:
+        events += [
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            *({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}
+              for p in pieces),
+            {"type": "content_block_stop", "index": 0}]
+        index = 1
+    for call_id, name, args in a.calls(True):
+        events.append({"type": "content_block_start", "index": index,
+                       "content_block": {"type": "tool_use", "id": call_id, "name": name, "input": {}}})
+        events += [{"type": "content_block_delta", "index": index,
+                    "delta": {"type": "input_json_delta", "partial_json": piece}} for piece in _halves(args)]
+        events.append({"type": "content_block_stop", "index": index})
+        index += 1
+    events += [{"type": "message_delta", "delta": {"stop_reason": a.finish(True)},
+                "usage": {"output_tokens": a.usage[1] if a.usage else None}},
+               {"type": "message_stop"}]
+    return events

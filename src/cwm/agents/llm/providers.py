@@ -1,30 +1,67 @@
 """Request and response shapes of the two wire APIs: OpenAI-compatible chat completions and Anthropic
-Messages. Each adapter turns neutral messages into a payload and a reply (JSON or stream) into a
-``Completion``; nothing else in cwm knows a vendor's format."""
+Messages. Each adapter turns neutral messages (and tools) into a payload and a reply (JSON or stream) into
+a ``Completion``; nothing else in cwm knows a vendor's format.
+
+Tool calling, side by side:
+
+=====================  ===============================================  ==========================================
+                       OpenAI chat completions                          Anthropic Messages
+=====================  ===============================================  ==========================================
+tools offered          ``{"type": "function", "function": {name,        ``{name, description, input_schema}``
+                       description, parameters}}``
+the model calls        ``message.tool_calls[i].function.arguments``     ``content`` block ``tool_use`` with
+                       (a JSON *string*), finish ``tool_calls``         ``input`` (an object), stop ``tool_use``
+streamed               ``delta.tool_calls[{index, id, function:         ``content_block_start`` (``tool_use``), then
+                       {name, arguments piece}}]``                      ``input_json_delta.partial_json`` pieces
+the result goes back   ``{"role": "tool", "tool_call_id", content}``    user ``tool_result`` blocks (one user turn
+                                                                        for consecutive results)
+=====================  ===============================================  ==========================================
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cwm.agents.llm.spec import ProviderSpec
-from cwm.agents.llm.types import Completion, LLMUnavailable, Message, SamplingParams, Usage
+from cwm.agents.llm.types import Completion, LLMUnavailable, Message, SamplingParams, ToolCall, ToolSpec, Usage
+
+TOOL_CHOICES = ("auto", "none", "required")
+"""Neutral ``tool_choice`` values; any other value names the one tool the model must call."""
 
 
 def _estimate_tokens(text: str) -> int:
     return max(1, len(text) // 4)
 
 
+def _message_chars(m: Message) -> str:
+    return m.content + "".join(c.name + c.arguments_text() for c in m.tool_calls)
+
+
 def _completion(spec: ProviderSpec, text: str, finish: Any, tokens: tuple[Any, Any] | None, model: str,
-                messages: list[Message], raw: dict[str, Any]) -> Completion:
+                messages: list[Message], raw: dict[str, Any], calls: tuple[ToolCall, ...] = ()) -> Completion:
     """A Completion; ``tokens`` is (input, output) as the server reported them, or None to estimate."""
     if tokens is not None:
         u = Usage(int(tokens[0] or 0), int(tokens[1] or 0))
     else:
-        u = Usage(sum(_estimate_tokens(m.content) for m in messages), _estimate_tokens(text), estimated=True)
+        out = text + "".join(c.name + c.arguments_text() for c in calls)
+        u = Usage(sum(_estimate_tokens(_message_chars(m)) for m in messages), _estimate_tokens(out), estimated=True)
     return Completion(text=text, finish_reason=None if finish is None else str(finish), usage=u, model=model,
-                      provider=spec.name, raw=raw)
+                      provider=spec.name, raw=raw, tool_calls=calls)
+
+
+@dataclass
+class _PendingCall:
+    """A tool call being assembled from stream pieces."""
+
+    id: str = ""
+    name: str = ""
+    parts: list[str] = field(default_factory=list)
+
+    def done(self) -> ToolCall:
+        return ToolCall.parse(self.id, self.name, "".join(self.parts))
 
 
 @dataclass
@@ -33,6 +70,25 @@ class StreamState:
     finish_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
     model: str = ""
+    calls: dict[int, _PendingCall] = field(default_factory=dict)
+    """Tool calls by their stream index (OpenAI ``tool_calls[].index``, Anthropic content block index)."""
+
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(self.calls[i].done() for i in sorted(self.calls))
+
+
+def _openai_message(m: Message) -> dict[str, Any]:
+    if m.role == "tool":
+        return {"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content}
+    if m.role == "assistant" and m.tool_calls:
+        return {"role": "assistant", "content": m.content or None, "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments_text()}}
+            for c in m.tool_calls]}
+    return {"role": m.role, "content": m.content}
+
+
+def _openai_tool_choice(choice: str) -> Any:
+    return choice if choice in TOOL_CHOICES else {"type": "function", "function": {"name": choice}}
 
 
 class OpenAIAdapter:
@@ -46,13 +102,18 @@ class OpenAIAdapter:
         key = self.spec.api_key()
         return {"Authorization": f"Bearer {key}"} if key else {}
 
-    def payload(self, messages: list[Message], params: SamplingParams, stream: bool) -> dict[str, Any]:
+    def payload(self, messages: list[Message], params: SamplingParams, stream: bool,
+                tools: Sequence[ToolSpec] = (), tool_choice: str = "auto") -> dict[str, Any]:
         body: dict[str, Any] = {
-            "model": self.spec.model, "messages": [m.to_json() for m in messages],
+            "model": self.spec.model, "messages": [_openai_message(m) for m in messages],
             "temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens,
         }
         if params.stop:
             body["stop"] = list(params.stop)
+        if tools:
+            body["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}} for t in tools]
+            body["tool_choice"] = _openai_tool_choice(tool_choice)
         if stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
@@ -61,17 +122,21 @@ class OpenAIAdapter:
     def parse(self, data: dict[str, Any], messages: list[Message]) -> Completion:
         try:
             choice = data["choices"][0]
-            text = choice["message"].get("content") or ""
+            message = choice["message"]
+            text = message.get("content") or ""
+            calls = tuple(ToolCall.parse(str(c.get("id") or f"call_{i}"), str(c["function"]["name"]),
+                                         _arguments_text(c["function"].get("arguments")))
+                          for i, c in enumerate(message.get("tool_calls") or []))
         except (KeyError, IndexError, TypeError, AttributeError) as exc:
             raise LLMUnavailable(f"{self.spec.label}: the response has no choices[0].message") from exc
         return self._completion(str(text), choice.get("finish_reason"), data.get("usage"),
-                                str(data.get("model") or self.spec.model), messages, data)
+                                str(data.get("model") or self.spec.model), messages, data, calls)
 
     def _completion(self, text: str, finish: Any, usage: Any, model: str, messages: list[Message],
-                    raw: dict[str, Any]) -> Completion:
+                    raw: dict[str, Any], calls: tuple[ToolCall, ...] = ()) -> Completion:
         tokens = (usage.get("prompt_tokens"), usage.get("completion_tokens")) \
             if isinstance(usage, dict) and "prompt_tokens" in usage else None
-        return _completion(self.spec, text, finish, tokens, model, messages, raw)
+        return _completion(self.spec, text, finish, tokens, model, messages, raw, calls)
 
     def stream_handler(self, state: StreamState) -> Callable[[dict[str, Any]], bool]:
         def on_event(ev: dict[str, Any]) -> bool:
@@ -82,6 +147,14 @@ class OpenAIAdapter:
                 delta = ch.get("delta") or {}
                 if delta.get("content"):
                     state.parts.append(str(delta["content"]))
+                for piece in delta.get("tool_calls") or []:
+                    # the id and name come with a call's first piece, the arguments text in later ones
+                    pending = state.calls.setdefault(int(piece.get("index", len(state.calls))), _PendingCall())
+                    fn = piece.get("function") or {}
+                    pending.id = str(piece.get("id") or pending.id)
+                    pending.name = str(fn.get("name") or pending.name)
+                    if fn.get("arguments"):
+                        pending.parts.append(str(fn["arguments"]))
                 if ch.get("finish_reason"):
                     state.finish_reason = str(ch["finish_reason"])
             return False  # OpenAI streams end with [DONE]
@@ -90,7 +163,47 @@ class OpenAIAdapter:
 
     def from_stream(self, state: StreamState, messages: list[Message]) -> Completion:
         return self._completion("".join(state.parts), state.finish_reason, state.usage or None,
-                                state.model or self.spec.model, messages, {})
+                                state.model or self.spec.model, messages, {}, state.tool_calls())
+
+
+def _arguments_text(value: Any) -> str:
+    """OpenAI sends arguments as a JSON string; some compatible servers send the object itself."""
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+
+def _anthropic_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    """Neutral turns as Anthropic turns: tool calls become ``tool_use`` blocks of the assistant turn, and
+    tool results ``tool_result`` blocks of one user turn (a user text right after them joins that turn,
+    since the API wants user and assistant turns to alternate)."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        if m.role == "system":
+            continue
+        if m.role == "tool":
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}
+            if out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
+                out[-1]["content"].append(block)
+            else:
+                out.append({"role": "user", "content": [block]})
+        elif m.role == "assistant" and m.tool_calls:
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
+            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in m.tool_calls]
+            out.append({"role": "assistant", "content": blocks})
+        elif m.role == "user" and out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
+            out[-1]["content"].append({"type": "text", "text": m.content})
+        else:
+            out.append({"role": m.role, "content": m.content})
+    return out
+
+
+def _anthropic_tool_choice(choice: str) -> dict[str, Any]:
+    if choice == "required":
+        return {"type": "any"}
+    if choice in TOOL_CHOICES:
+        return {"type": choice}
+    return {"type": "tool", "name": choice}
 
 
 class AnthropicAdapter:
@@ -109,17 +222,22 @@ class AnthropicAdapter:
             h["x-api-key"] = key
         return h
 
-    def payload(self, messages: list[Message], params: SamplingParams, stream: bool) -> dict[str, Any]:
+    def payload(self, messages: list[Message], params: SamplingParams, stream: bool,
+                tools: Sequence[ToolSpec] = (), tool_choice: str = "auto") -> dict[str, Any]:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         body: dict[str, Any] = {
             "model": self.spec.model, "max_tokens": params.max_tokens,
-            "messages": [m.to_json() for m in messages if m.role != "system"],
+            "messages": _anthropic_messages(messages),
             "temperature": params.temperature, "top_p": params.top_p,
         }
         if system:
             body["system"] = system
         if params.stop:
             body["stop_sequences"] = list(params.stop)
+        if tools:
+            body["tools"] = [{"name": t.name, "description": t.description, "input_schema": t.parameters}
+                             for t in tools]
+            body["tool_choice"] = _anthropic_tool_choice(tool_choice)
         if stream:
             body["stream"] = True
         return body
@@ -128,16 +246,18 @@ class AnthropicAdapter:
         blocks = data.get("content")
         if not isinstance(blocks, list):
             raise LLMUnavailable(f"{self.spec.label}: the response has no content blocks")
-        text = "".join(str(b.get("text", "")) for b in blocks if isinstance(b, dict) and b.get("type") == "text")
+        blocks = [b for b in blocks if isinstance(b, dict)]
+        text = "".join(str(b.get("text", "")) for b in blocks if b.get("type") == "text")
+        calls = tuple(_anthropic_call(b, i) for i, b in enumerate(blocks) if b.get("type") == "tool_use")
         usage: dict[str, Any] = data["usage"] if isinstance(data.get("usage"), dict) else {}
         return self._completion(text, data.get("stop_reason"), usage, str(data.get("model") or self.spec.model),
-                                messages, data)
+                                messages, data, calls)
 
     def _completion(self, text: str, finish: Any, usage: dict[str, Any], model: str, messages: list[Message],
-                    raw: dict[str, Any]) -> Completion:
+                    raw: dict[str, Any], calls: tuple[ToolCall, ...] = ()) -> Completion:
         tokens = (usage.get("input_tokens"), usage.get("output_tokens")) \
             if "input_tokens" in usage or "output_tokens" in usage else None
-        return _completion(self.spec, text, finish, tokens, model, messages, raw)
+        return _completion(self.spec, text, finish, tokens, model, messages, raw, calls)
 
     def stream_handler(self, state: StreamState) -> Callable[[dict[str, Any]], bool]:
         def on_event(ev: dict[str, Any]) -> bool:
@@ -146,10 +266,20 @@ class AnthropicAdapter:
                 msg = ev.get("message") or {}
                 state.model = str(msg.get("model") or state.model)
                 state.usage.update(msg.get("usage") or {})
+            elif kind == "content_block_start":
+                block = ev.get("content_block") or {}
+                if block.get("type") == "tool_use":  # its input arrives as input_json_delta pieces
+                    pending = _PendingCall(str(block.get("id") or ""), str(block.get("name") or ""))
+                    if block.get("input"):  # a server that sends the whole input up front
+                        pending.parts.append(json.dumps(block["input"], ensure_ascii=False))
+                    state.calls[int(ev.get("index", len(state.calls)))] = pending
             elif kind == "content_block_delta":
                 delta = ev.get("delta") or {}
                 if delta.get("type") == "text_delta":
                     state.parts.append(str(delta.get("text", "")))
+                elif delta.get("type") == "input_json_delta":
+                    pending = state.calls.setdefault(int(ev.get("index", 0)), _PendingCall())
+                    pending.parts.append(str(delta.get("partial_json", "")))
             elif kind == "message_delta":
                 state.finish_reason = (ev.get("delta") or {}).get("stop_reason") or state.finish_reason
                 state.usage.update({k: v for k, v in (ev.get("usage") or {}).items() if v is not None})
@@ -161,7 +291,17 @@ class AnthropicAdapter:
 
     def from_stream(self, state: StreamState, messages: list[Message]) -> Completion:
         return self._completion("".join(state.parts), state.finish_reason, state.usage,
-                                state.model or self.spec.model, messages, {})
+                                state.model or self.spec.model, messages, {}, state.tool_calls())
+
+
+def _anthropic_call(block: dict[str, Any], index: int) -> ToolCall:
+    value = block.get("input")
+    raw = json.dumps(value, ensure_ascii=False) if value is not None else ""
+    call = ToolCall.parse(str(block.get("id") or f"toolu_{index}"), str(block.get("name") or ""), raw)
+    return call
 
 
 Adapter = OpenAIAdapter | AnthropicAdapter
+ADAPTERS: dict[str, Callable[[ProviderSpec, str], Adapter]] = {"openai": OpenAIAdapter,
+                                                                "anthropic": AnthropicAdapter}
+"""Wire API name -> adapter class (``ProviderSpec.api``); the embedded ``local`` server speaks OpenAI's."""
