@@ -327,3 +327,22 @@ async def test_a_silent_server_gives_up_with_the_read_timeout_hint():
         await runner.cleanup()
     assert "--read-timeout" in (exc.value.hint or "") and "0.2 s" in (exc.value.hint or "")
     assert exc.value.attempts == 1
+
+
+def test_cache_entries_are_written_through_a_hidden_file_beside_them(tmp_path, monkeypatch):
+    """Atomic: a temporary file in the same directory (same filesystem), renamed over the entry."""
+    import os
+
+    moves: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: str) -> None:
+        moves.append((str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    key = "ef" + "2" * 62
+    ResponseCache(tmp_path).put(key, {"text": "t"})
+    (src, dst), = moves
+    assert dst == str(tmp_path / "ef" / f"{key}.json")
+    assert os.path.dirname(src) == str(tmp_path / "ef") and os.path.basename(src).startswith(".tmp-")
