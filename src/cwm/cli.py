@@ -273,8 +273,10 @@ def _audit_targets(args: argparse.Namespace) -> str | None:
 
 def add_llm_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("LLM")
+    from cwm.agents.llm.spec import provider_names  # the registry alone: no client stack imported
+
     g.add_argument("--llm", type=A.llm_provider, default="local", metavar="PROVIDER",
-                   help="openai:MODEL, anthropic:MODEL, ollama:MODEL, vllm:MODEL, openai:MODEL@URL, local (default)")
+                   help="NAME:MODEL[@URL] or local (default); registered names: " + ", ".join(provider_names()))
     g.add_argument("--concurrency", type=A.positive_int, default=8, help="concurrent calls to the provider")
     g.add_argument("--no-cache", action="store_true", help="do not read or write the response cache")
     add_llm_io_flags(g, cache_default="~/.cache/cwm/llm; CWM_CACHE_DIR")
