@@ -127,3 +127,24 @@ def test_a_repeated_program_takes_the_first_ones_score():
     again = bo.apply(bo.select(), ExpansionResult(first.program, 0.0, False))  # type: ignore[arg-type]
     assert again.duplicate_of == first.id and again.score == 0.6
     assert bo.best == first.id
+
+
+def test_flat_children_record_the_expansion():
+    wc = WorldCoderSearch(seed=0)
+    r = ExpansionResult("def step():\n    pass\n", 0.25, True, heldout=0.5, feedback={"index": 3}, error="E")
+    child = wc.apply(wc.select(), r)  # type: ignore[arg-type]
+    assert (child.id, child.parent, child.action, child.key, child.depth) == (1, 0, "g", "g1", 1)
+    assert (child.program, child.state_code, child.score, child.heldout) == (r.program, r.program, 0.25, 0.5)
+    assert (child.bug, child.was_bug, child.complete, child.error, child.feedback) == (True, True, True, "E",
+                                                                                       {"index": 3})
+    assert (child.visits, child.value_sum, child.duplicate_of) == (1, 0.25, None)
+    assert child.fingerprint is not None and wc.known == {child.fingerprint: 1}
+    assert wc.nodes[0].children == {"g1": 1}
+    sel = wc.select()
+    assert sel is not None and sel.path == [1]
+    grand = wc.apply(sel, res(0.5, "b"))
+    assert (grand.depth, grand.parent, grand.action) == (2, 1, "f")
+    again = WorldCoderSearch.from_dict(wc.to_dict())
+    assert again.known == wc.known and again.in_flight() == 0 and again.selections == wc.selections
+    pending = wc.select()
+    assert pending is not None and WorldCoderSearch.from_dict(wc.to_dict()).in_flight() == 1
