@@ -115,3 +115,23 @@ def test_cli_ask_with_a_registered_provider(registered, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [c["text"] for c in out["completions"]] == ["pong"]
     assert main(["ask", "ping", "--llm", "notmine:small"]) == 2
+
+
+def test_entry_point_plugins_register_on_first_unknown_name(registered, monkeypatch):
+    """A package declaring ``[project.entry-points."cwm.providers"] acme = "pkg:ACME"`` adds ``acme:MODEL``."""
+    import importlib.metadata as md
+    import sys
+    import types
+
+    from cwm.agents.llm import spec as spec_module
+
+    module = types.ModuleType("acme_llm_plugin")
+    module.ACME = ProviderDefaults("openai", "http://127.0.0.1:9999/v1", "ACME_KEY")  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "acme_llm_plugin", module)
+    eps = md.EntryPoints([md.EntryPoint("acme", "acme_llm_plugin:ACME", spec_module.ENTRY_POINT_GROUP)])
+    monkeypatch.setattr(md, "entry_points", lambda group: eps if group == spec_module.ENTRY_POINT_GROUP else [])
+    monkeypatch.setitem(spec_module._PLUGINS, "loaded", False)
+    registered.append("acme")
+    spec = parse_provider("acme:big-model")
+    assert (spec.name, spec.base_url, spec.key_env) == ("acme", "http://127.0.0.1:9999/v1", "ACME_KEY")
+    assert "acme" in provider_names()

@@ -8,11 +8,15 @@
 
 Each name before the colon is a registration (``register_provider``, the way gymnasium's ``register`` /
 ``make`` work): a ``ProviderDefaults`` record for a server that speaks one of the two wire APIs, or a
-factory for anything else. ``provider_names()`` is what the CLI offers and what errors list.
+factory for anything else. ``provider_names()`` is what the CLI offers and what errors list. Installed
+packages add names through the entry-point group ``cwm.providers`` (entry-point name = provider name,
+object = a ``ProviderDefaults`` or a factory), read the first time a name is not found: scanning entry
+points costs a third of a second, which every CLI start would otherwise pay.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,6 +96,8 @@ _FORMS = ("write PROVIDER:MODEL, e.g. openai:gpt-4o, anthropic:claude-sonnet-4-5
           "openai:MODEL@http://HOST:PORT/v1, or local")
 _REGISTRY: dict[str, ProviderEntry] = {}
 """Name -> registration. Process-wide like gymnasium's registry: it holds declarations, never run state."""
+ENTRY_POINT_GROUP = "cwm.providers"
+_PLUGINS = {"loaded": False}
 
 
 def register_provider(name: str, factory: ProviderFactory | ProviderDefaults, *, summary: str = "",
@@ -115,6 +121,25 @@ def unregister_provider(name: str) -> None:
     _REGISTRY.pop(name.strip().lower(), None)
 
 
+def load_provider_plugins() -> list[str]:
+    """Register the providers installed packages declare (once per process); returns the names added.
+    A plugin that fails to load or declares a taken name is an error naming the plugin."""
+    _PLUGINS["loaded"] = True
+    added = []
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name.lower() in _REGISTRY:
+            continue  # registered by an import already (or a built-in the plugin may not replace)
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must say which one it is
+            raise CwmError(f"provider plugin {ep.name!r} ({ep.value}) failed to load: {exc}") from exc
+        if not callable(obj):
+            raise CwmError(f"provider plugin {ep.name!r} ({ep.value}) is neither ProviderDefaults nor a factory")
+        register_provider(ep.name, obj, summary=f"plugin {ep.value}")
+        added.append(ep.name.lower())
+    return added
+
+
 def provider_names() -> list[str]:
     return sorted(_REGISTRY)
 
@@ -128,6 +153,9 @@ def parse_provider(text: str) -> ProviderSpec:
     text = text.strip()
     name, colon, rest = text.partition(":")
     entry = _REGISTRY.get(name.lower())
+    if entry is None and not _PLUGINS["loaded"]:
+        load_provider_plugins()
+        entry = _REGISTRY.get(name.lower())
     if not colon and (entry is None or not entry.model_optional):
         raise CwmError(f"provider {text!r} has no model", hint=_FORMS)
     if entry is None:
