@@ -8,7 +8,7 @@ from cwm.errors import CwmError
 
 __version__ = "0.1.0"
 
-__all__ = ["CwmError", "__version__", "as_env"]
+__all__ = ["CwmError", "__version__", "as_env", "register_node"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,4 +17,8 @@ def __getattr__(name: str) -> Any:
         from cwm.model_env import as_env
 
         return as_env
+    if name == "register_node":
+        from cwm.nodes import register_node
+
+        return register_node
     raise AttributeError(f"module 'cwm' has no attribute {name!r}")

@@ -146,6 +146,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_nodes(args: argparse.Namespace) -> int:
+    from cwm.nodes import registered_nodes
+
+    rows = [{"name": s.name, "action": s.code, "prior": s.prior, "needs_parent": s.needs_parent,
+             "max_turns": s.budget.max_turns, "max_tool_calls": s.budget.max_tool_calls, "source": s.source,
+             "summary": s.summary} for s in registered_nodes().values()]
+    if args.json:
+        sys.stdout.write(json.dumps(rows) + "\n")
+        return EXIT_OK
+    for r in rows:
+        sys.stdout.write(f"{r['name']:14s} turns {r['max_turns']:<3d} tools {r['max_tool_calls']:<3d} "
+                         f"{r['summary']}\n")
+    return EXIT_OK
+
+
 def cmd_envs(args: argparse.Namespace) -> int:
     from cwm.envs.dataset import bundled_path, load
     from cwm.envs.registry import BENCHMARK
@@ -399,6 +414,15 @@ def _synth_report(summary: dict[str, Any], run_dir: Path) -> None:
         sys.stderr.write("cwm: the search produced no program\n")
 
 
+def _check_nodes(method: str, seed: int, refs: list[str]) -> None:
+    """Every --node resolves, and the method can use them (bad input: exit 2 before anything slow)."""
+    from cwm.graph.methods import new_controller
+    from cwm.nodes import run_nodes
+
+    extra = tuple(s.action() for c, s in run_nodes(refs).items() if c not in ("g", "i", "f"))
+    new_controller(method, seed, None, extra)
+
+
 def cmd_synthesize(args: argparse.Namespace) -> int:
     import time as _time
 
@@ -416,6 +440,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
         from cwm.envs.registry import resolve_gym_id
 
         resolve_gym_id(args.env)
+        _check_nodes(args.method, args.seed, list(args.node or []))
         _env_setup(args.env, args.env_kwargs)
         if args.dataset or args.env_kwargs:
             from cwm.envs.dataset import load_for_env
@@ -426,7 +451,7 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
                         description=args.description, heldout_fraction=args.heldout,
                         temperature=args.temperature, max_new_tokens=args.max_new_tokens,
                         max_tokens=args.max_tokens, max_cost_usd=args.max_cost, max_seconds=args.max_time,
-                        plan_episodes=args.plan_episodes if args.plan else 0,
+                        plan_episodes=args.plan_episodes if args.plan else 0, nodes=list(args.node or []),
                         **{field: getattr(args, dest) for dest, field in _RUN_FIELDS.items()})
         run_dir = Path(args.out or f"runs/{cfg.env}-{cfg.method}-{_time.strftime('%Y%m%d-%H%M%S')}")
     quiet = args.json or not sys.stderr.isatty()
@@ -661,6 +686,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "--llm and http://127.0.0.1:)")
     p.set_defaults(func=cmd_serve)
 
+    p = sub.add_parser("nodes", help="list the registered node types (built-ins, entry points)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_nodes)
+
     p = sub.add_parser("envs", help="list the benchmark environments and their gymnasium ids")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_envs)
@@ -682,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.add_argument("--method", choices=list(METHODS), default=DEFAULT_METHOD,
                    help="search method (default gif-mcts; gif-mcts-paper is the paper's exact algorithm)")
+    p.add_argument("--node", action="append", type=A.non_empty_text, metavar="NAME|MODULE:ATTR",
+                   help="enable a node type besides generate/improve/fix (repeatable): a registered name "
+                        "(`cwm nodes`, e.g. analyze) or MODULE:ATTR of your own")
     p.add_argument("--out", type=A.writable_dir, help="run directory (default runs/ENV-METHOD-TIME)")
     p.add_argument("--resume", type=A.run_dir, metavar="RUN_DIR", help="continue a run that was interrupted")
     p.add_argument("--dataset", type=A.readable_file, help="cwm dataset (.npz) for a custom environment")

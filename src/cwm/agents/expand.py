@@ -1,12 +1,14 @@
-"""The generate, improve and fix agents: prompt the LLM, extract the program, score it with the sandbox tool.
+"""One expansion: run the selected node type, then score its program with the sandbox tool.
 
-One function serves the three action types; the prompt is what differs. The agent never raises for a
-bad program (it becomes a buggy child that a fix action can repair); only LLM failures escape, and the
-graph turns those into a cancelled expansion or a stopped run.
+The node (generate, improve, fix, analyze or a plugin; see ``cwm.nodes``) gets a ``NodeContext``: the
+description, the feedback transitions, its parent's program and check report, the run's LLM client
+behind a per-expansion budget, and the run's tools bound to the sandbox and the training data. The
+expansion never raises for a bad program or a failing plugin (either becomes a buggy child a fix can
+repair); only LLM failures escape, and the graph turns those into a cancelled expansion or a stopped run.
 
-A reply whose program repeats one the search already holds (equal up to layout and comments, see
+A program that repeats one the search already holds (equal up to layout and comments, see
 ``cwm.agents.normalize``) is not scored again: the result names the node it duplicates and the
-controller copies that node's numbers. The call itself still counts.
+controller copies that node's numbers. Its LLM calls still count.
 
 What an improve prompt may show is chosen here, from every failing transition of the scoring: the first
 failure of each kind (next state, reward, done), never one the dataset's audit marked inconsistent
@@ -18,29 +20,33 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from cwm.agents import prompts
 from cwm.agents.llm.client import LLMClient
-from cwm.agents.llm.types import Message, SamplingParams
+from cwm.agents.llm.types import LLMError, Message, SamplingParams
 from cwm.agents.normalize import program_key
-from cwm.agents.parsing import extract_program
 from cwm.agents.results import ExpansionResult
 from cwm.envs.dataset import Dataset
-from cwm.sandbox.evaluate import ScoreReport
-from cwm.sandbox.worker import Limits, Sandbox
+from cwm.nodes.builtin import messages_for, parent_view
+from cwm.nodes.context import BudgetedLLM, NodeBudgetExceeded, NodeContext
+from cwm.nodes.registry import NodeSpec, run_nodes
+from cwm.tools.box import ToolDeps, ToolLimitReached, bind_tools
 from cwm.tools.check import CheckProgram
+
+if TYPE_CHECKING:
+    from cwm.sandbox.evaluate import ScoreReport
+    from cwm.sandbox.worker import Limits, Sandbox
 
 log = structlog.get_logger("cwm.agents")
 
 
 @dataclass
 class AgentDeps:
-    """What every agent node needs: injected at run time, never checkpointed."""
+    """What every expansion needs: injected at run time, never checkpointed."""
 
     llm: LLMClient
     sandbox: Sandbox
@@ -50,24 +56,17 @@ class AgentDeps:
     params: SamplingParams
     limits: Limits | None = None
     run_dir: Path | None = None
+    nodes: dict[str, NodeSpec] = field(default_factory=lambda: run_nodes([]))
+    """The run's node types by action type ('g', 'i', 'f', then each ``--node`` by name)."""
+    run_id: str | None = None
 
 
-def build_messages(deps: AgentDeps, action_type: str, parent: dict[str, Any], show_failures: int = 1
+def build_messages(deps: Any, action_type: str, parent: dict[str, Any], show_failures: int = 1
                    ) -> list[Message]:
-    allowed = deps.sandbox.config.allow_import  # the prompt lists exactly what the sandbox lets in
-    if action_type == "g":
-        return prompts.generate(deps.description, deps.feedback, parent.get("state_code") or "", allowed)
-    program = parent.get("program") or ""
-    if action_type == "f":
-        return prompts.fix(deps.description, deps.feedback, program, parent.get("error") or "unknown error",
-                           allowed)
-    failures = parent.get("failures")
-    if failures is None:  # a node made before failures were recorded
-        failures = [parent["feedback"]] if parent.get("feedback") else []
-    if not failures:  # nothing wrong that may be shown: ask for a rewrite that keeps it so (rare)
-        return prompts.generate(deps.description, deps.feedback, program, allowed)
-    return prompts.improve(deps.description, deps.feedback, program, failures[:max(1, show_failures)],
-                           allowed)
+    """The prompt of a built-in action for a controller's parent view (see ``cwm.nodes.builtin``)."""
+    allowed = tuple(deps.sandbox.config.allow_import)  # the prompt lists exactly what the sandbox lets in
+    return messages_for(action_type, deps.description, deps.feedback, parent_view(parent), allowed,
+                        show_failures)
 
 
 def _error_text(report: ScoreReport) -> str | None:
@@ -83,6 +82,8 @@ def _error_text(report: ScoreReport) -> str | None:
 
 FAILURE_KINDS = ("next_state", "reward", "done")
 _SHOWN_KEYS = ("index", "state", "action", "expected", "predicted", "mismatch")
+NO_PROGRAM = ("The reply contained no Python program: answer with the complete program in a ```python code "
+              "block.")
 
 
 def showable_failures(report: ScoreReport) -> list[dict[str, Any]]:
@@ -99,32 +100,61 @@ def showable_failures(report: ScoreReport) -> list[dict[str, Any]]:
     return [chosen[i] for i in sorted(chosen)]
 
 
+def node_context(deps: AgentDeps, spec: NodeSpec, index: int, parent: dict[str, Any], *, show_failures: int,
+                 turns_left: int | None) -> NodeContext:
+    """The context one expansion's node runs with; its LLM turns are capped by the run's calls left."""
+    budget = spec.budget
+    if turns_left is not None:
+        budget = replace(budget, max_turns=max(1, min(budget.max_turns, turns_left)))
+    bound = log.bind(run_id=deps.run_id, index=index, node=spec.name)
+    view = parent_view(parent)
+    tools = bind_tools(ToolDeps(deps.sandbox, deps.feedback, deps.description, deps.limits,
+                                view.program if view else None), max_calls=budget.max_tool_calls, log=bound)
+    return NodeContext(spec.name, index, deps.description, deps.feedback, view,
+                       BudgetedLLM(deps.llm, deps.params, budget, index), deps.params, tools, budget, bound,
+                       tuple(deps.sandbox.config.allow_import), show_failures)
+
+
+async def run_node(spec: NodeSpec, ctx: NodeContext) -> tuple[str | None, str | None]:
+    """The node's program, or None and why. A plugin's own exception is a failed expansion, not a crash."""
+    try:
+        program = await spec.run(ctx)
+    except LLMError:
+        raise
+    except (NodeBudgetExceeded, ToolLimitReached) as exc:
+        ctx.log.info("node.limit", reason=str(exc))
+        return None, f"The {spec.name} node stopped without a program: {exc}."
+    except Exception as exc:
+        ctx.log.warning("node.failed", error=repr(exc)[:500])
+        return None, f"The {spec.name} node failed: {exc!r}"[:2000]
+    if program is not None and not isinstance(program, str):
+        return None, f"The {spec.name} node returned {type(program).__name__}, not a program (str)"
+    return program, None if program else NO_PROGRAM
+
+
 async def run_expansion(deps: AgentDeps, action_type: str, index: int, parent: dict[str, Any], *,
-                        known: dict[str, int] | None = None, show_failures: int = 1
-                        ) -> tuple[ExpansionResult, dict[str, Any]]:
-    """One LLM call and one scoring: the child program and what it is worth.
+                        known: dict[str, int] | None = None, show_failures: int = 1,
+                        turns_left: int | None = None) -> tuple[ExpansionResult, dict[str, Any]]:
+    """Run one node and score its program: the child and what it is worth.
 
     ``index`` is the expansion's global number; it is the LLM sample index, so a re-run of the same
     expansion (a resumed run) is answered from the cache instead of being paid for twice. ``known`` maps
     the fingerprints of the search's programs to their nodes; a repeat is returned unscored."""
-    messages = build_messages(deps, action_type, parent, show_failures)
+    spec = deps.nodes.get(action_type) or run_nodes([]).get(action_type)
+    if spec is None:
+        raise LLMError(f"this run has no node type {action_type!r}", hint="resume with the same --node flags")
+    ctx = node_context(deps, spec, index, parent, show_failures=show_failures, turns_left=turns_left)
     t0 = time.perf_counter()
-    completion = await deps.llm.complete(messages, deps.params, sample_index=index)
-    program = extract_program(completion.text)
-    meta: dict[str, Any] = {"tokens": completion.usage.total, "cost_usd": completion.cost_usd,
-                            "cached": completion.cached, "llm_s": round(time.perf_counter() - t0, 3)}
+    program, why = await run_node(spec, ctx)
+    usage = ctx.llm.usage
+    meta: dict[str, Any] = {"tokens": usage.tokens, "cost_usd": usage.cost_usd,
+                            "cached": usage.all_cached and usage.turns > 0, "turns": usage.turns,
+                            "tool_calls": ctx.tools.calls, "llm_s": round(time.perf_counter() - t0, 3)}
     if deps.run_dir is not None:
-        (deps.run_dir / "llm").mkdir(exist_ok=True)
-        (deps.run_dir / "llm" / f"{index:06d}.json").write_text(json.dumps({
-            "index": index, "action": action_type, "parent": parent.get("id"),
-            "messages": [m.to_json() for m in messages], "response": completion.text,
-            "usage": {"input": completion.usage.input_tokens, "output": completion.usage.output_tokens},
-        }, indent=1), encoding="utf-8")
+        _write_transcript(deps.run_dir, index, action_type, parent, ctx)
     if program is None:
-        log.info("sandbox.result", index=index, bug=True, error="no program in the reply")
-        return ExpansionResult(None, 0.0, True, None, None,
-                               "The reply contained no Python program: answer with the complete program in a "
-                               "```python code block."), meta
+        log.info("sandbox.result", index=index, bug=True, error=why)
+        return ExpansionResult(None, 0.0, True, None, None, why), meta
     dup = (known or {}).get(program_key(program))
     if dup is not None:
         log.info("sandbox.result", index=index, duplicate=dup, skipped=True)
@@ -146,3 +176,17 @@ async def run_expansion(deps: AgentDeps, action_type: str, index: int, parent: d
     shown = showable_failures(report)
     return ExpansionResult(program, report.accuracy, bug, heldout, shown[0] if shown else None,
                            _error_text(report) if bug else None, shown), meta
+
+
+def _write_transcript(run_dir: Path, index: int, action_type: str, parent: dict[str, Any],
+                      ctx: NodeContext) -> None:
+    """``RUN_DIR/llm/NNNNNN.json``: the last turn's prompt and reply (as before nodes), and every turn."""
+    turns = ctx.llm.transcript
+    last = turns[-1] if turns else {"messages": [], "response": ""}
+    (run_dir / "llm").mkdir(exist_ok=True)
+    (run_dir / "llm" / f"{index:06d}.json").write_text(json.dumps({
+        "index": index, "action": action_type, "node": ctx.node, "parent": parent.get("id"),
+        "messages": last["messages"], "response": last["response"], "turns": turns if len(turns) > 1 else None,
+        "tool_calls": ctx.tools.calls, "notes": ctx.notes or None,
+        "usage": {"tokens": ctx.llm.usage.tokens},
+    }, indent=1, default=str), encoding="utf-8")

@@ -212,3 +212,32 @@ Answer in three sections:
 ## Correct code
 (the complete corrected program, in a single ```python code block)"""
     return [Message("system", SYSTEM), Message("user", user)]
+
+
+def analyze(description: str, ds: Dataset, program: str, error: str | None,
+            failures: Sequence[dict[str, Any]], tools: Sequence[str], allowed: Sequence[str] = ()) -> list[Message]:
+    """The analyze node's opening prompt: the program, what is wrong with it, and the tools to look closer
+    (run numpy over the training data, list failures, check a candidate) before writing the fix."""
+    if error:
+        wrong = f"## The error it raised\n{error}"
+    elif failures:
+        wrong = _failures_text(ds, failures)
+    else:
+        wrong = "## What is wrong\nNo failing transition can be shown; look at the data for what it misses."
+    user = f"""{description}
+
+{contract(ds, allowed)}
+
+## Current program
+```python
+{program}
+```
+
+{wrong}
+
+## How to work
+You have tools: {", ".join(tools)}. Use them to find the cause before rewriting: list the failures of a
+kind, fit constants to the recorded transitions with numpy, find where episodes end, and check a
+candidate program. Tool calls are limited, so make each one count. When you know the fix, reply with
+the complete corrected program in a single ```python code block (and no tool call)."""
+    return [Message("system", SYSTEM), Message("user", user)]

@@ -20,6 +20,7 @@ import numpy as np
 
 from cwm.agents.results import ExpansionResult
 from cwm.graph.tree import (
+    ACTION_NAMES,
     BestTracking,
     Node,
     Selection,
@@ -48,7 +49,9 @@ class _FlatSearch(BestTracking):
         return self.pending
 
     def _selection(self, parent: int, action_type: str) -> Selection:
-        sel = Selection(parent, f"{action_type}{self.expansions + 1}", action_type, [parent], self.expansions)
+        n = self.expansions + 1
+        key = f"{action_type}{n}" if action_type in ACTION_NAMES else f"{action_type}#{n}"
+        sel = Selection(parent, key, action_type, [parent], self.expansions)
         self.expansions += 1
         self.pending += 1
         return sel
@@ -89,16 +92,24 @@ class _FlatSearch(BestTracking):
 class BestOfN(_FlatSearch):
     kind = "best-of-n"
 
+    def __init__(self, seed: int = 0, sample: str | None = None) -> None:
+        super().__init__(seed)
+        self.sample = sample
+        """A node type (``--node``, writing from scratch) sampled instead of generate."""
+
     def select(self) -> Selection | None:
         self.selections += 1
-        return self._selection(0, "g")
+        return self._selection(0, self.sample or "g")
+
+    def _extra(self) -> dict[str, Any]:
+        return {"sample": self.sample} if self.sample else {}
 
     def apply(self, sel: Selection, res: ExpansionResult) -> Node:
         return self._add(sel, res)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> BestOfN:
-        s = cls(int(d["seed"]))
+        s = cls(int(d["seed"]), d.get("sample"))
         s._load(d)
         return s
 
@@ -106,9 +117,11 @@ class BestOfN(_FlatSearch):
 class WorldCoderSearch(_FlatSearch):
     kind = "worldcoder"
 
-    def __init__(self, seed: int = 0, c: float = 5.0) -> None:
+    def __init__(self, seed: int = 0, c: float = 5.0, refine: str | None = None) -> None:
         super().__init__(seed)
         self.c = c
+        self.refine = refine
+        """A node type (``--node``) used to refine healthy programs instead of improve."""
         self.alpha: dict[int, float] = {}
         self.beta: dict[int, float] = {}
 
@@ -123,7 +136,7 @@ class WorldCoderSearch(_FlatSearch):
         self.selections += 1
         draws = [rng.beta(self.alpha[n.id], self.beta[n.id]) for n in programs]
         chosen = programs[int(np.argmax(draws))]
-        return self._selection(chosen.id, "f" if chosen.bug else "i")
+        return self._selection(chosen.id, "f" if chosen.bug else (self.refine or "i"))
 
     def apply(self, sel: Selection, res: ExpansionResult) -> Node:
         child = self._add(sel, res)
@@ -137,11 +150,11 @@ class WorldCoderSearch(_FlatSearch):
 
     def _extra(self) -> dict[str, Any]:
         return {"c": self.c, "alpha": {str(k): v for k, v in self.alpha.items()},
-                "beta": {str(k): v for k, v in self.beta.items()}}
+                "beta": {str(k): v for k, v in self.beta.items()}, **({"refine": self.refine} if self.refine else {})}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> WorldCoderSearch:
-        s = cls(int(d["seed"]), float(d["c"]))
+        s = cls(int(d["seed"]), float(d["c"]), d.get("refine"))
         s._load(d)
         s.alpha = {int(k): float(v) for k, v in d["alpha"].items()}
         s.beta = {int(k): float(v) for k, v in d["beta"].items()}

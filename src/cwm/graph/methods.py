@@ -14,13 +14,13 @@ Adding a method: write the controller (see ``Controller``) and call ``register(M
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from cwm.agents.results import ExpansionResult
 from cwm.errors import CwmError
 from cwm.graph.baselines import BestOfN, WorldCoderSearch
-from cwm.graph.tree import FeedbackGIFTree, GIFConfig, GIFTree, Node, Selection
+from cwm.graph.tree import ExtraAction, FeedbackGIFTree, GIFConfig, GIFTree, Node, Selection
 
 DEFAULT_METHOD = "gif-mcts"
 LEGACY_NAMES = {"gif-mcts": "gif-mcts-paper"}
@@ -53,8 +53,9 @@ class Controller(Protocol):
 class MethodSpec:
     name: str
     version: int
-    new: Callable[[int, GIFConfig | None], Controller]
-    """(seed, GIF-MCTS config or None) -> a fresh controller."""
+    new: Callable[[int, GIFConfig | None, tuple[ExtraAction, ...]], Controller]
+    """(seed, GIF-MCTS config or None, node types enabled beyond generate/improve/fix) -> a fresh controller.
+    A method that cannot use extra node types raises ``CwmError`` when given some."""
     load: Callable[[dict[str, Any]], Controller]
     summary: str
 
@@ -68,16 +69,40 @@ def register(spec: MethodSpec) -> MethodSpec:
     return spec
 
 
+def _paper_tree(seed: int, cfg: GIFConfig | None, extra: tuple[ExtraAction, ...]) -> Controller:
+    if extra:
+        raise CwmError("gif-mcts-paper searches with generate, improve and fix only",
+                       hint=f"drop --node {extra[0].name}, or use --method gif-mcts")
+    return GIFTree(cfg or GIFConfig(seed=seed))
+
+
+def _one_extra(method: str, extra: tuple[ExtraAction, ...], *, needs_parent: bool) -> str | None:
+    """The single node type a flat baseline uses in place of its refine (sample) step."""
+    if not extra:
+        return None
+    if len(extra) > 1 or extra[0].needs_parent != needs_parent:
+        kind = "refine (rewrites a program)" if needs_parent else "sample (writes from scratch)"
+        raise CwmError(f"{method} takes one --node, used as its {kind} step",
+                       hint=f"pass a single --node whose needs_parent is {needs_parent}")
+    return extra[0].name
+
+
 register(MethodSpec("gif-mcts", FeedbackGIFTree.version,
-                    lambda seed, cfg: FeedbackGIFTree(cfg or GIFConfig(seed=seed)), FeedbackGIFTree.from_dict,
-                    "GIF-MCTS that uses its feedback: improves predicted from their parent and measured gains"))
-register(MethodSpec("gif-mcts-paper", GIFTree.version,
-                    lambda seed, cfg: GIFTree(cfg or GIFConfig(seed=seed)), GIFTree.from_dict,
+                    lambda seed, cfg, extra: FeedbackGIFTree(replace(cfg or GIFConfig(seed=seed),
+                                                                     extra_actions=extra)),
+                    FeedbackGIFTree.from_dict,
+                    "GIF-MCTS that uses its feedback: improves predicted from their parent and measured gains; "
+                    "every --node is one more action"))
+register(MethodSpec("gif-mcts-paper", GIFTree.version, _paper_tree, GIFTree.from_dict,
                     "GIF-MCTS as in the paper (App. B) and its official code"))
-register(MethodSpec("worldcoder", WorldCoderSearch.version, lambda seed, _cfg: WorldCoderSearch(seed),
+register(MethodSpec("worldcoder", WorldCoderSearch.version,
+                    lambda seed, _cfg, extra: WorldCoderSearch(
+                        seed, refine=_one_extra("worldcoder", extra, needs_parent=True)),
                     WorldCoderSearch.from_dict, "the paper's WorldCoder* baseline (Thompson-sampled refinements)"))
-register(MethodSpec("best-of-n", BestOfN.version, lambda seed, _cfg: BestOfN(seed), BestOfN.from_dict,
-                    "N independent generations, the best wins"))
+register(MethodSpec("best-of-n", BestOfN.version,
+                    lambda seed, _cfg, extra: BestOfN(seed, sample=_one_extra("best-of-n", extra,
+                                                                              needs_parent=False)),
+                    BestOfN.from_dict, "N independent generations, the best wins"))
 
 
 def resolve(name: str, version: int | None) -> MethodSpec:
@@ -93,8 +118,9 @@ def resolve(name: str, version: int | None) -> MethodSpec:
     return spec
 
 
-def new_controller(method: str, seed: int, config: GIFConfig | None = None) -> Controller:
-    return resolve(method, METHODS[method].version if method in METHODS else None).new(seed, config)
+def new_controller(method: str, seed: int, config: GIFConfig | None = None,
+                   extra: tuple[ExtraAction, ...] = ()) -> Controller:
+    return resolve(method, METHODS[method].version if method in METHODS else None).new(seed, config, extra)
 
 
 def load_controller(d: dict[str, Any]) -> Controller:

@@ -57,6 +57,7 @@ from cwm.errors import CwmError
 from cwm.graph.methods import method_version, upgrade_config
 from cwm.graph.progress import Segments, anytime_curve, curve_summary, no_program_replies
 from cwm.graph.search import Budget, Method, SearchDeps, build_graph, load_controller
+from cwm.nodes.registry import run_nodes
 from cwm.sandbox.worker import Limits, Sandbox, SandboxConfig
 from cwm.tracing import trace_to
 
@@ -106,6 +107,8 @@ class RunConfig:
     preload: list[str] = field(default_factory=list)
     allow_import: list[str] = field(default_factory=list)
     """Libraries candidates may import besides the standard library and numpy (--allow-import)."""
+    nodes: list[str] = field(default_factory=list)
+    """Node types enabled beyond generate/improve/fix (--node NAME or MODULE:ATTR; see cwm.nodes)."""
 
 
 RESUME_SETTABLE = ("budget", "max_tokens", "max_cost_usd", "max_seconds", "timeout_s", "read_timeout_s",
@@ -224,7 +227,8 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
                              calls=prior.get("calls"), budget=cfg.budget)
                     await app.aupdate_state(config, {"stop": None}, as_node="expand")
             agents = AgentDeps(llm=client, sandbox=sandbox, feedback=feedback, heldout=heldout,
-                               description=description, params=params, limits=limits, run_dir=run_dir)
+                               description=description, params=params, limits=limits, run_dir=run_dir,
+                               nodes=run_nodes(list(cfg.nodes)), run_id=cfg.run_id)
             # the search measures time from its first step, downtime included: give the limit that back
             max_seconds = None if cfg.max_seconds is None else cfg.max_seconds + downtime
             deps = SearchDeps(agents=agents, method=cfg.method, seed=cfg.seed, budget=Budget(

@@ -1,13 +1,15 @@
 """The search as a LangGraph state machine.
 
-    START -> controller --Send x k--> expand (generate | improve | fix agent) --> controller -> ... -> END
+    START -> controller --Send x k--> expand (any registered node type) --> controller -> ... -> END
 
 The controller node owns the search controller (GIF-MCTS, WorldCoder or best-of-N, all pure): it folds the
 last superstep's expansion records into the tree (expand, backpropagate, settle bugs), checks the stop
 rules (solved, budget, token/cost/time limits, a fatal LLM error), then selects up to k new expansions and
-dispatches them with ``Send``. Each ``expand`` task makes one LLM call and one sandbox scoring and returns
-a record; it never raises, so a failing branch cannot cancel its siblings. State holds plain JSON-able
-values only; the tree is small (programs are a few kB). A SQLite checkpointer persists every superstep.
+dispatches them with ``Send``. Each ``expand`` task runs the selected node type (``cwm.nodes``: one LLM
+call for generate/improve/fix, a bounded tool-using loop for analyze) and one sandbox scoring, and returns
+a record; every LLM turn counts against the call budget. It never raises, so a failing branch cannot
+cancel its siblings. State holds plain JSON-able values only; the tree is small (programs are a few kB).
+A SQLite checkpointer persists every superstep.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from cwm.agents.expand import AgentDeps, run_expansion
 from cwm.agents.llm.types import LLMError
 from cwm.agents.results import ExpansionResult
 from cwm.graph.methods import METHODS, Controller, load_controller, new_controller
-from cwm.graph.tree import ACTION_NAMES, GIFConfig, Node, Selection
+from cwm.graph.tree import GIFConfig, Node, Selection, action_name
 
 log = structlog.get_logger("cwm.graph")
 Method = str
@@ -66,6 +68,8 @@ class ExpandInput(TypedDict):
     """Fingerprint -> node of every distinct program so far: a reply repeating one is not scored again."""
     feedback_failures: int
     """How many failing transitions the controller's improve prompts show."""
+    turns_left: int
+    """LLM turns the run's budget has left for this expansion (a multi-turn node stops there)."""
 
 
 @dataclass
@@ -110,7 +114,8 @@ async def controller(state: SearchState, runtime: Runtime[SearchDeps]
     if state.get("controller"):
         ctrl = load_controller(state["controller"])
     else:
-        ctrl = new_controller(deps.method, deps.seed, deps.gif)
+        extra = tuple(spec.action() for code, spec in deps.agents.nodes.items() if code not in ("g", "i", "f"))
+        ctrl = new_controller(deps.method, deps.seed, deps.gif, extra)
         log.info("run.start", method=deps.method, budget=deps.budget.calls, concurrency=deps.budget.concurrency)
     inflight = dict(state.get("inflight") or {})
     calls, paid = state.get("calls", 0), state.get("paid_calls", 0)
@@ -123,15 +128,16 @@ async def controller(state: SearchState, runtime: Runtime[SearchDeps]
             log.warning("llm.failed", index=done.index, error=rec["llm_error"])
             stop = stop or f"LLM error: {rec['llm_error']}"
             continue
-        calls += 1
+        turns = max(1, int(rec["meta"].get("turns", 1)))
+        calls += turns
         if not rec["meta"].get("cached"):
-            paid += 1
+            paid += turns
             tokens += int(rec["meta"].get("tokens", 0))
             cost += float(rec["meta"].get("cost_usd", 0.0))
         before = ctrl.best_node.id if ctrl.best_node else None
         node = ctrl.apply(done, ExpansionResult(**rec["result"]))
         log.info("mcts.expand", index=done.index, node=node.id, parent=done.parent,
-                 action=ACTION_NAMES[done.action_type], score=round(node.score, 6), heldout=node.heldout,
+                 action=action_name(done.action_type), score=round(node.score, 6), heldout=node.heldout,
                  bug=node.bug, complete=node.complete, duplicate=node.duplicate_of)
         log.info("mcts.backprop", node=node.id, path=[*done.path, node.id],
                  values=[round(ctrl.nodes[i].value(), 6) for i in [*done.path, node.id]])
@@ -149,12 +155,13 @@ async def controller(state: SearchState, runtime: Runtime[SearchDeps]
             sel = ctrl.select()
             if sel is None:
                 break
-            log.info("mcts.select", index=sel.index, parent=sel.parent, action=ACTION_NAMES[sel.action_type],
+            log.info("mcts.select", index=sel.index, parent=sel.parent, action=action_name(sel.action_type),
                      key=sel.key, path=sel.path, ucb=sel.scores, reason=sel.reason)
             inflight[str(sel.index)] = asdict(sel)
             sends.append(Send("expand", ExpandInput(
                 selection=asdict(sel), parent=_parent_view(ctrl.nodes[sel.parent]), known=dict(ctrl.known),
-                feedback_failures=ctrl.feedback_failures)))
+                feedback_failures=ctrl.feedback_failures,
+                turns_left=max(1, deps.budget.calls - calls - len(sends)))))
         if not sends:
             stop = "nothing left to expand"
     update = {**new_state, "controller": ctrl.to_dict(), "inflight": inflight, "results": Overwrite([]),
@@ -195,7 +202,8 @@ async def expand(inp: ExpandInput, runtime: Runtime[SearchDeps]) -> dict[str, An
     try:
         result, meta = await run_expansion(runtime.context.agents, sel["action_type"], int(sel["index"]),
                                            inp["parent"], known=inp.get("known") or {},
-                                           show_failures=int(inp.get("feedback_failures", 1)))
+                                           show_failures=int(inp.get("feedback_failures", 1)),
+                                           turns_left=inp.get("turns_left"))
     except LLMError as exc:
         return {"results": [{"index": sel["index"], "llm_error": str(exc), "meta": {}}]}
     except Exception as exc:

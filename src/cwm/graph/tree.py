@@ -35,6 +35,43 @@ from cwm.agents.results import ExpansionResult
 
 ActionType = Literal["g", "i", "f"]
 ACTION_NAMES: dict[str, str] = {"g": "generate", "i": "improve", "f": "fix"}
+"""The built-in action types under the single letters every checkpoint uses; any other node type (a
+registered node, see ``cwm.nodes``) is its own action type under its name, with keys ``name#n``."""
+
+
+def key_type(key: str) -> str:
+    """The action type of a child key: ``g3`` -> ``g``, ``analyze#2`` -> ``analyze``."""
+    return key.split("#", 1)[0] if "#" in key else key[0]
+
+
+def next_key(key: str) -> str:
+    """The key of the next sibling of the same type: ``g1`` -> ``g2``, ``analyze#1`` -> ``analyze#2``."""
+    t = key_type(key)
+    n = int(key[len(t) + 1:]) if "#" in key else int(key[1:])
+    return f"{t}#{n + 1}" if "#" in key else f"{t}{n + 1}"
+
+
+def first_key(t: str) -> str:
+    return f"{t}1" if t in ACTION_NAMES else f"{t}#1"
+
+
+def action_name(t: str) -> str:
+    return ACTION_NAMES.get(t, t)
+
+
+@dataclass(frozen=True)
+class ExtraAction:
+    """A node type beyond generate/improve/fix that a GIF-MCTS run enables (``--node``).
+
+    ``needs_parent``: it rewrites an existing program (offered at every healthy node with a program, like
+    improve); otherwise it writes one from the description (offered at the root, like generate)."""
+
+    name: str
+    prior: float = 0.5
+    """Value predicted for it before any is measured (the linear predictor's global prior)."""
+    prior_gain: float = 0.05
+    """Gain over its parent assumed before any is measured (the feedback tree's prior)."""
+    needs_parent: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,12 +97,29 @@ class GIFConfig:
     prior_gain_count: int = 1
     stall_patience: int = 2
     """Expansions without a new best after which the best untried improvable node's improve is forced."""
+    extra_actions: tuple[ExtraAction, ...] = ()
+    """Enabled node types beyond generate/improve/fix (feedback tree only; the paper tree has none)."""
+
+    def __post_init__(self) -> None:  # a checkpoint holds them as JSON objects
+        object.__setattr__(self, "extra_actions", tuple(
+            a if isinstance(a, ExtraAction) else ExtraAction(**a) for a in self.extra_actions))
+
+    @property
+    def action_types(self) -> tuple[str, ...]:
+        return ("g", "i", "f", *(a.name for a in self.extra_actions))
+
+    def extra(self, t: str) -> ExtraAction | None:
+        return next((a for a in self.extra_actions if a.name == t), None)
 
     def prior(self, t: str) -> float:
-        return {"g": self.prior_generate, "i": self.prior_improve, "f": self.prior_fix}[t]
+        builtin = {"g": self.prior_generate, "i": self.prior_improve, "f": self.prior_fix}
+        a = self.extra(t)
+        return builtin[t] if a is None else a.prior
 
     def prior_gain(self, t: str) -> float:
-        return {"g": 0.0, "i": self.prior_gain_improve, "f": self.prior_gain_fix}[t]
+        builtin = {"g": 0.0, "i": self.prior_gain_improve, "f": self.prior_gain_fix}
+        a = self.extra(t)
+        return builtin[t] if a is None else a.prior_gain
 
     def bug_value(self, fixes_left: int) -> float:
         """Temporary value of a buggy node: 0.99 with every fix left, down to 0 with none (linspace)."""
@@ -221,9 +275,9 @@ class GIFTree(BestTracking):
         root = Node(0, None, "root", "", fixes_left=c.max_fixes, visits=1)
         root.children = {"g1": None}
         self.nodes: list[Node] = [root]
-        self.predictors = {t: ValuePredictor(n=1 + c.prior_count) for t in "gif"}
-        self.global_sum = {t: c.prior(t) * c.prior_count for t in "gif"}
-        self.global_count = {t: float(c.prior_count) for t in "gif"}
+        self.predictors = {t: ValuePredictor(n=1 + c.prior_count) for t in c.action_types}
+        self.global_sum = {t: c.prior(t) * c.prior_count for t in c.action_types}
+        self.global_count = {t: float(c.prior_count) for t in c.action_types}
         self.selections = 0
         self.expansions = 0
         self.best: int | None = None
@@ -237,7 +291,7 @@ class GIFTree(BestTracking):
 
     def local_value(self, parent: Node, t: str, exclude: int | None = None, *, real: bool = False) -> float | None:
         vals = [self.nodes[cid].value(real=real) for k, cid in parent.children.items()
-                if k[0] == t and cid is not None and cid != exclude]
+                if key_type(k) == t and cid is not None and cid != exclude]
         return sum(vals) / len(vals) if vals else None
 
     def ucb(self, parent: Node, key: str) -> tuple[float, float, float]:
@@ -250,8 +304,8 @@ class GIFTree(BestTracking):
             v = child.value()
             e = c.ucb_c * math.sqrt(log_n / (child.visits + child.virtual + c.eps))
         else:
-            t = key[0]
-            n_same = sum(1 for k in parent.children if k[0] == t) - 1
+            t = key_type(key)
+            n_same = sum(1 for k in parent.children if key_type(k) == t) - 1
             e = c.ucb_c * math.sqrt(log_n / (n_same + c.eps))
             v = min(1.0, max(0.0, self.predict(parent, t)))
         return v + e, v, e
@@ -303,7 +357,7 @@ class GIFTree(BestTracking):
             cid = node.children[key]
             if cid is None:
                 self._widen(node, key)
-                sel = Selection(node.id, key, key[0], path, self.expansions, trace)
+                sel = Selection(node.id, key, key_type(key), path, self.expansions, trace)
                 self.expansions += 1
                 self._add_virtual(sel)
                 return sel
@@ -314,10 +368,10 @@ class GIFTree(BestTracking):
         """Choosing a new action adds a fresh sibling of its type (bug nodes never widen)."""
         if node.bug:
             return
-        t = key[0]
+        t = key_type(key)
         if t == "g" and not self.config.allow_generate:
             return
-        nxt = f"{t}{int(key[1:]) + 1}"
+        nxt = next_key(key)
         if nxt not in node.children:
             node.children[nxt] = None
 
@@ -511,8 +565,11 @@ class FeedbackGIFTree(GIFTree):
     def __init__(self, config: GIFConfig | None = None) -> None:
         super().__init__(config)
         c = self.config
-        self.gain_sum = {t: c.prior_gain(t) * c.prior_gain_count for t in "gif"}
-        self.gain_count = {t: float(c.prior_gain_count) for t in "gif"}
+        self.gain_sum = {t: c.prior_gain(t) * c.prior_gain_count for t in c.action_types}
+        self.gain_count = {t: float(c.prior_gain_count) for t in c.action_types}
+        for a in c.extra_actions:
+            if not a.needs_parent:
+                self.nodes[0].children[first_key(a.name)] = None
         self.stall = 0
         """Expansions applied since the best score last rose (or since the last forced improve)."""
 
@@ -527,11 +584,16 @@ class FeedbackGIFTree(GIFTree):
     def expected_gain(self, parent: Node, t: str) -> float:
         """The run's mean gain for ``t`` (one pseudo-sample) blended with ``parent``'s own ``t`` children."""
         local = [self.gain(parent, self.nodes[cid]) for k, cid in parent.children.items()
-                 if k[0] == t and cid is not None]
+                 if key_type(k) == t and cid is not None]
         return (sum(local) + self.mean_gain(t)) / (len(local) + 1)
 
+    def _from_scratch(self, t: str) -> bool:
+        """Generate-like: it writes a program from the description, so its parent's score says nothing."""
+        a = self.config.extra(t)
+        return t == "g" or (a is not None and not a.needs_parent)
+
     def predict(self, parent: Node, t: str) -> float:
-        if t == "g":
+        if self._from_scratch(t):
             return super().predict(parent, t)
         return parent.score + self.expected_gain(parent, t)
 
@@ -539,20 +601,37 @@ class FeedbackGIFTree(GIFTree):
     def improvable(self, node: Node) -> bool:
         return (node.id != 0 and not node.bug and not node.pruned and node.duplicate_of is None
                 and node.program is not None and node.score < 1.0 and bool(node.failures)
-                and any(k[0] == "i" for k in node.children))
+                and any(key_type(k) == "i" for k in node.children))
 
     def _untried_improve(self, node: Node) -> str | None:
-        keys = [k for k in node.children if k[0] == "i"]
+        keys = [k for k in node.children if key_type(k) == "i"]
         if any(node.children[k] is not None or k in node.pending for k in keys):
             return None
         return keys[0] if keys else None
 
     def select(self) -> Selection | None:
+        first = self._first_try()
+        if first is not None:
+            return first
         if self.stall >= self.config.stall_patience:
             forced = self._forced_improve()
             if forced is not None:
                 return forced
         return super().select()
+
+    def _first_try(self) -> Selection | None:
+        """Each enabled extra node type is tried once as soon as some node offers it (at the best such
+        node), so its predictor learns from a measurement instead of staying at its prior."""
+        for a in self.config.extra_actions:
+            if any(n.action == a.name for n in self.nodes) or any(
+                    key_type(k) == a.name for n in self.nodes for k in n.pending):
+                continue
+            offers = [(n, k) for n in self.nodes if not n.pruned for k, cid in n.children.items()
+                      if key_type(k) == a.name and cid is None and k not in n.pending]
+            if offers:
+                node, key = max(offers, key=lambda o: (o[0].score, -o[0].id))
+                return self._force(node, key, "first-try")
+        return None
 
     def _forced_improve(self) -> Selection | None:
         cands = [n for n in self.nodes if self.improvable(n) and self._untried_improve(n) is not None]
@@ -561,14 +640,18 @@ class FeedbackGIFTree(GIFTree):
         node = max(cands, key=lambda n: (n.score, -n.id))
         key = self._untried_improve(node)
         assert key is not None
+        return self._force(node, key, "stall")
+
+    def _force(self, node: Node, key: str, reason: str) -> Selection:
         path = [node.id]
         while self.nodes[path[0]].parent is not None:
             path.insert(0, self.nodes[path[0]].parent)  # type: ignore[arg-type]
         self.selections += 1
-        self.stall = 0
+        if reason == "stall":
+            self.stall = 0
         self._widen(node, key)
-        sel = Selection(node.id, key, "i", path, self.expansions,
-                        {f"{node.id}:{key}": [round(x, 6) for x in self.ucb(node, key)]}, reason="stall")
+        sel = Selection(node.id, key, key_type(key), path, self.expansions,
+                        {f"{node.id}:{key}": [round(x, 6) for x in self.ucb(node, key)]}, reason=reason)
         self.expansions += 1
         self._add_virtual(sel)
         return sel
@@ -580,13 +663,17 @@ class FeedbackGIFTree(GIFTree):
             return
         super()._set_actions(child, res)
         if not child.failures or child.score >= 1.0:  # nothing the prompt could show
-            child.children = {k: v for k, v in child.children.items() if k[0] != "i"}
+            child.children = {k: v for k, v in child.children.items() if key_type(k) != "i"}
+        if child.program is not None and child.score < 1.0:
+            for a in self.config.extra_actions:
+                if a.needs_parent:
+                    child.children[first_key(a.name)] = None
 
     def _learn(self, parent: Node, child: Node, t: str) -> None:
         gain = self.gain(parent, child)
         self.gain_sum[t] += gain
         self.gain_count[t] += 1
-        if t == "g":
+        if self._from_scratch(t):
             target = parent.score if child.duplicate_of is not None else child.score
             self._train_predictor(parent, child, t, target)
         else:
