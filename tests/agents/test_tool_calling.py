@@ -193,3 +193,32 @@ def test_keys_of_calls_without_tools_are_unchanged():
     # the default tool_choice with no tools is the same call as before
     assert call_key(parse_provider("openai:gpt-4o"), msgs, SamplingParams(), 0, (), "auto") == \
         call_key(parse_provider("openai:gpt-4o"), msgs, SamplingParams(), 0)
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("stream", [False, True])
+async def test_invalid_arguments_on_both_apis(api, stream):
+    broken = "{'code': 1}"  # Python, not JSON
+    async with FakeLLMServer([Reply("", tool_calls=[("check_program", broken)])]) as server:
+        (call,) = (await client(server, api, stream=stream).complete(MSGS, tools=[CHECK])).tool_calls
+    assert (call.arguments, call.raw_arguments, call.valid) == ({}, broken, False)
+
+
+def test_parallel_calls_sharing_a_stream_index_stay_apart():
+    """Ollama numbers every call of a parallel batch 0 and distinguishes them by id alone."""
+    from cwm.agents.llm.providers import OpenAIAdapter, StreamState
+
+    adapter = OpenAIAdapter(parse_provider("ollama:m"), "http://127.0.0.1:1/v1")
+    state = StreamState()
+    on_event = adapter.stream_handler(state)
+
+    def piece(**kw):
+        return {"choices": [{"index": 0, "delta": {"tool_calls": [dict(index=0, **kw)]}}]}
+
+    for ev in [piece(id="a", function={"name": "check_program", "arguments": '{"code"'}),
+               piece(function={"arguments": ': "x"}'}),
+               piece(id="b", function={"name": "show_transitions", "arguments": '{"indices": [1]}'})]:
+        on_event(ev)
+    calls = adapter.from_stream(state, MSGS).tool_calls
+    assert [(c.id, c.name, c.arguments) for c in calls] == [
+        ("a", "check_program", {"code": "x"}), ("b", "show_transitions", {"indices": [1]})]

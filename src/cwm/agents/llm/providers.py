@@ -71,7 +71,9 @@ class StreamState:
     usage: dict[str, Any] = field(default_factory=dict)
     model: str = ""
     calls: dict[int, _PendingCall] = field(default_factory=dict)
-    """Tool calls by their stream index (OpenAI ``tool_calls[].index``, Anthropic content block index)."""
+    """Tool calls in arrival order (OpenAI) or by content block index (Anthropic)."""
+    slots: dict[int, int] = field(default_factory=dict)
+    """OpenAI ``tool_calls[].index`` -> key in ``calls`` of the call it currently continues."""
 
     def tool_calls(self) -> tuple[ToolCall, ...]:
         return tuple(self.calls[i].done() for i in sorted(self.calls))
@@ -149,7 +151,7 @@ class OpenAIAdapter:
                     state.parts.append(str(delta["content"]))
                 for piece in delta.get("tool_calls") or []:
                     # the id and name come with a call's first piece, the arguments text in later ones
-                    pending = state.calls.setdefault(int(piece.get("index", len(state.calls))), _PendingCall())
+                    pending = _openai_slot(state, piece)
                     fn = piece.get("function") or {}
                     pending.id = str(piece.get("id") or pending.id)
                     pending.name = str(fn.get("name") or pending.name)
@@ -164,6 +166,19 @@ class OpenAIAdapter:
     def from_stream(self, state: StreamState, messages: list[Message]) -> Completion:
         return self._completion("".join(state.parts), state.finish_reason, state.usage or None,
                                 state.model or self.spec.model, messages, {}, state.tool_calls())
+
+
+def _openai_slot(state: StreamState, piece: dict[str, Any]) -> _PendingCall:
+    """The call a ``tool_calls`` piece belongs to. Some servers (Ollama) give every call of a parallel batch
+    index 0 and tell them apart only by id, so a new id at a taken index opens a new call."""
+    index = int(piece.get("index", 0))
+    slot = state.slots.get(index)
+    new_id = str(piece.get("id") or "")
+    if slot is None or (new_id and state.calls[slot].id and state.calls[slot].id != new_id):
+        slot = len(state.calls)
+        state.slots[index] = slot
+        state.calls[slot] = _PendingCall()
+    return state.calls[slot]
 
 
 def _arguments_text(value: Any) -> str:
@@ -296,9 +311,8 @@ class AnthropicAdapter:
 
 def _anthropic_call(block: dict[str, Any], index: int) -> ToolCall:
     value = block.get("input")
-    raw = json.dumps(value, ensure_ascii=False) if value is not None else ""
-    call = ToolCall.parse(str(block.get("id") or f"toolu_{index}"), str(block.get("name") or ""), raw)
-    return call
+    raw = value if isinstance(value, str) else "" if value is None else json.dumps(value, ensure_ascii=False)
+    return ToolCall.parse(str(block.get("id") or f"toolu_{index}"), str(block.get("name") or ""), raw)
 
 
 Adapter = OpenAIAdapter | AnthropicAdapter
