@@ -222,3 +222,24 @@ def test_parallel_calls_sharing_a_stream_index_stay_apart():
     calls = adapter.from_stream(state, MSGS).tool_calls
     assert [(c.id, c.name, c.arguments) for c in calls] == [
         ("a", "check_program", {"code": "x"}), ("b", "show_transitions", {"indices": [1]})]
+
+
+async def test_a_last_turn_without_tools_after_a_tool_loop():
+    """Anthropic refuses tool blocks in a request offering no tools: the history goes as text instead;
+    OpenAI takes the tool turns as they are."""
+    call = ToolCall("c1", "check_program", {"code": "x"}, '{"code": "x"}')
+    history = [*MSGS, Message("assistant", "", tool_calls=(call,)),
+               Message("tool", "2 wrong", tool_call_id="c1", name="check_program"),
+               Message("user", "Now write the program.")]
+    async with FakeLLMServer(default=Reply("done")) as server:
+        assert (await client(server, "anthropic").complete(history)).text == "done"
+        assert (await client(server, "openai").complete(history)).text == "done"
+    anthropic, openai = (r["body"] for r in server.requests)
+    assert "tools" not in anthropic
+    blob = json.dumps(anthropic["messages"])
+    assert "tool_use" not in blob and "tool_result" not in blob
+    assert [m["role"] for m in anthropic["messages"]] == ["user", "assistant", "user"]
+    assert anthropic["messages"][1]["content"] == [{"type": "text", "text": '[called check_program({"code": "x"})]'}]
+    assert [b["text"] for b in anthropic["messages"][2]["content"]] == ["[result of check_program]\n2 wrong",
+                                                                        "Now write the program."]
+    assert [m["role"] for m in openai["messages"]] == ["system", "user", "assistant", "tool", "user"]

@@ -188,23 +188,32 @@ def _arguments_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
-def _anthropic_messages(messages: list[Message]) -> list[dict[str, Any]]:
+def _anthropic_messages(messages: list[Message], tools_offered: bool) -> list[dict[str, Any]]:
     """Neutral turns as Anthropic turns: tool calls become ``tool_use`` blocks of the assistant turn, and
     tool results ``tool_result`` blocks of one user turn (a user text right after them joins that turn,
-    since the API wants user and assistant turns to alternate)."""
+    since the API wants user and assistant turns to alternate).
+
+    The API refuses ``tool_use``/``tool_result`` blocks in a request that offers no tools (HTTP 400,
+    anthropics/anthropic-sdk-python#494), yet "now answer without tools" is a normal last turn of a tool
+    loop (OpenAI accepts it). Without tools, the calls and results are therefore written as text."""
     out: list[dict[str, Any]] = []
     for m in messages:
         if m.role == "system":
             continue
         if m.role == "tool":
-            block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content}
+            block = {"type": "tool_result", "tool_use_id": m.tool_call_id or "", "content": m.content} \
+                if tools_offered else {"type": "text", "text": f"[result of {m.name or m.tool_call_id}]\n{m.content}"}
             if out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
                 out[-1]["content"].append(block)
             else:
                 out.append({"role": "user", "content": [block]})
         elif m.role == "assistant" and m.tool_calls:
             blocks: list[dict[str, Any]] = [{"type": "text", "text": m.content}] if m.content else []
-            blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments} for c in m.tool_calls]
+            if tools_offered:
+                blocks += [{"type": "tool_use", "id": c.id, "name": c.name, "input": c.arguments}
+                           for c in m.tool_calls]
+            else:
+                blocks += [{"type": "text", "text": f"[called {c.name}({c.arguments_text()})]"} for c in m.tool_calls]
             out.append({"role": "assistant", "content": blocks})
         elif m.role == "user" and out and out[-1]["role"] == "user" and isinstance(out[-1]["content"], list):
             out[-1]["content"].append({"type": "text", "text": m.content})
@@ -242,7 +251,7 @@ class AnthropicAdapter:
         system = "\n\n".join(m.content for m in messages if m.role == "system")
         body: dict[str, Any] = {
             "model": self.spec.model, "max_tokens": params.max_tokens,
-            "messages": _anthropic_messages(messages),
+            "messages": _anthropic_messages(messages, bool(tools)),
             "temperature": params.temperature, "top_p": params.top_p,
         }
         if system:
