@@ -66,6 +66,9 @@ async def test_two_turn_tool_loop(api, stream):
     assert second.text == "The program is fixed." and second.tool_calls == ()
     assert (first.usage.input_tokens, second.usage.output_tokens) == (40, 6)
     ids = [t.id for t in first.tool_calls]
+    assert server.offered_tools(0) == server.offered_tools(1) == ["check_program", "show_transitions"]
+    assert server.tool_results(0) == [] and server.tool_results(1) == [
+        (ids[0], "2 of 10 transitions wrong"), (ids[1], "[3] s=..., [4] s=...")]
     offered, sent = server.requests[0]["body"], server.requests[1]["body"]
     if api == "openai":
         assert offered["tools"][0] == {"type": "function", "function": {

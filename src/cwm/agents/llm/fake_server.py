@@ -150,6 +150,21 @@ class FakeLLMServer:
             await self._runner.cleanup()
             self._runner = None
 
+    def offered_tools(self, i: int = -1) -> list[str]:
+        """Names of the tools request ``i`` offered, whichever API it used."""
+        return [str(t.get("function", t).get("name")) for t in self.requests[i]["body"].get("tools") or []]
+
+    def tool_results(self, i: int = -1) -> list[tuple[str, str]]:
+        """(call id, result text) of every tool result request ``i`` sent back, whichever API it used."""
+        out = []
+        for m in self.requests[i]["body"].get("messages") or []:
+            if m.get("role") == "tool":
+                out.append((str(m.get("tool_call_id")), str(m.get("content"))))
+            elif isinstance(m.get("content"), list):
+                out += [(str(b.get("tool_use_id")), str(b.get("content"))) for b in m["content"]
+                        if isinstance(b, dict) and b.get("type") == "tool_result"]
+        return out
+
     def _next(self, body: dict[str, Any]) -> Action:
         if callable(self.script):
             return self.script(body)
