@@ -102,7 +102,7 @@ def render(value: Any) -> str:
     to_json = getattr(value, "to_json", None)
     if callable(to_json):
         value = to_json()
-    return json.dumps(value, default=str, indent=1)
+    return json.dumps(value, default=str)
 
 
 def _short(arguments: dict[str, Any]) -> dict[str, Any]:
