@@ -45,7 +45,8 @@ async def test_heldout_transitions_unreachable_from_every_tool(sandbox, split, c
     held_states = {tuple(np.round(s, 6)) for s in np.asarray(heldout.state, dtype=float)}
     # run_analysis sees exactly the training arrays: none of the held-out rows (given here as a literal)
     probe = ("held = np.array({h})\ntrain = np.array({t})\n"
-             "def hits(rows):\n    return int(sum(bool(np.any(np.all(np.abs(state - r) < 1e-9, axis=1))) for r in rows))\n"
+             "def hits(rows):\n"
+             "    return int(sum(bool(np.any(np.all(np.abs(state - r) < 1e-9, axis=1))) for r in rows))\n"
              "print(len(state), hits(held), hits(train))")
     code = probe.format(h=np.asarray(heldout.state, dtype=float).tolist(),
                         t=np.asarray(feedback.state[:25], dtype=float).tolist())

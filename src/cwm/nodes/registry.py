@@ -79,6 +79,20 @@ def make_spec(name: str, node: Any, *, prior: float = 0.5, prior_gain: float = 0
                     code, source)
 
 
+def _declared(obj: Any) -> dict[str, Any]:
+    """What a node object declares about itself (class or function attributes ``prior``, ``prior_gain``,
+    ``needs_parent``, ``budget``, ``summary``), for nodes loaded by entry point or MODULE:ATTR."""
+    out: dict[str, Any] = {}
+    for key, cast in (("prior", float), ("prior_gain", float), ("needs_parent", bool)):
+        if hasattr(obj, key):
+            out[key] = cast(getattr(obj, key))
+    if isinstance(getattr(obj, "budget", None), NodeBudget):
+        out["budget"] = obj.budget
+    if isinstance(getattr(obj, "summary", None), str):
+        out["summary"] = obj.summary
+    return out
+
+
 def register_node(name: str, node: Any, *, prior: float = 0.5, prior_gain: float = 0.05,
                   needs_parent: bool = True, summary: str | None = None, budget: NodeBudget | None = None,
                   code: str | None = None) -> NodeSpec:
@@ -105,7 +119,7 @@ def load_entry_points() -> list[str]:
         except Exception as exc:
             raise CwmError(f"cannot load node entry point {ep.name} ({ep.value}): {exc}",
                            hint="fix or uninstall the package that declares it") from exc
-        spec = make_spec(ep.name, obj, source=f"entry point {ep.value}")
+        spec = make_spec(ep.name, obj, source=f"entry point {ep.value}", **_declared(obj))
         _NODES[spec.name] = spec
         names.append(spec.name)
     return names
@@ -139,8 +153,7 @@ def resolve_node(ref: str) -> NodeSpec:
     if isinstance(obj, NodeSpec):
         return obj
     name = str(getattr(obj, "node_name", attr.split(".")[-1]))
-    return make_spec(name, obj, prior=float(getattr(obj, "prior", 0.5)),
-                     needs_parent=bool(getattr(obj, "needs_parent", True)), source=ref)
+    return make_spec(name, obj, source=ref, **_declared(obj))
 
 
 def run_nodes(refs: list[str]) -> dict[str, NodeSpec]:
