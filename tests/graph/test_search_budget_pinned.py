@@ -49,3 +49,8 @@ def test_the_call_budget_is_checked_before_the_other_limits():
     assert _stop_reason({**state, "calls": 2}, RUNNING, full) == "token limit"  # type: ignore[arg-type]
     assert _stop_reason({**state, "calls": 2, "tokens": 0}, RUNNING, full) == "cost limit"  # type: ignore[arg-type]
     assert _stop_reason({"elapsed_s": 9.0}, RUNNING, full) == "time limit"  # type: ignore[arg-type]
+
+
+def test_a_fresh_search_is_under_the_smallest_limits():
+    tight = Budget(calls=1, max_tokens=1, max_cost_usd=1e-9, max_seconds=1.0)
+    assert _stop_reason({}, RUNNING, tight) is None  # type: ignore[arg-type]
