@@ -38,9 +38,10 @@ async def analyze(ctx: NodeContext) -> str | None:
         messages.append(Message("assistant", reply.text, tool_calls=reply.tool_calls))
         for call in reply.tool_calls:
             if ctx.tools.calls >= ctx.budget.max_tool_calls:
-                result = "error: tool call limit reached; write the program now"
+                result = ctx.tools.refuse(call.name, "tool call limit reached; write the program now")
             elif not call.valid:
-                result = f"error: the arguments are not a JSON object: {call.raw_arguments[:200]}"
+                result = ctx.tools.refuse(call.name, "the arguments are not a JSON object: "
+                                          f"{call.raw_arguments[:200]}")
             else:
                 result = await ctx.tools.call(call.name, call.arguments)
             messages.append(Message("tool", result, tool_call_id=call.id, name=call.name))

@@ -96,6 +96,14 @@ class ToolBox:
         return text
 
 
+    def refuse(self, name: str, reason: str) -> str:
+        """A call that is not run (arguments that are not JSON, no calls left): traced, and the error text
+        for the LLM. It does not use up a call."""
+        self.errors += 1
+        self.log.info("tool.call", tool=name, ok=False, refused=reason, calls=self.calls)
+        return f"error: {reason}"
+
+
 def render(value: Any) -> str:
     if isinstance(value, str):
         return value
