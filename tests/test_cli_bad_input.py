@@ -27,6 +27,7 @@ BASE: dict[str, dict[str, str]] = {
     "check": {"program": EXAMPLE, "env": "CartPole-v1"},
     "doctor": {},
     "envs": {},
+    "nodes": {},
     "describe": {"env": "CartPole-v1"},
     "synthesize": {"env": "CartPole-v1"},
     "plan": {"env": "CartPole-v1", "model": "random"},
