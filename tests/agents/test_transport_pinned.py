@@ -346,3 +346,25 @@ def test_cache_entries_are_written_through_a_hidden_file_beside_them(tmp_path, m
     (src, dst), = moves
     assert dst == str(tmp_path / "ef" / f"{key}.json")
     assert os.path.dirname(src) == str(tmp_path / "ef") and os.path.basename(src).startswith(".tmp-")
+
+
+def test_cache_keys_with_tools():
+    import hashlib
+    import json
+
+    from cwm.agents.llm.types import ToolSpec
+
+    run = ToolSpec("run", "run code", {"type": "object", "properties": {"code": {"type": "string"}}})
+    plain = call_key(SPEC, MSGS, PARAMS, 0)
+    with_tool = call_key(SPEC, MSGS, PARAMS, 0, tools=[run])
+    assert call_key(SPEC, MSGS, PARAMS, 0, tools=()) == plain  # no tools: the key of a plain call
+    assert with_tool == call_key(SPEC, MSGS, PARAMS, 0, tools=[run], tool_choice="auto")
+    other = ToolSpec("run", "run code", {"type": "object"})
+    variants = {with_tool, call_key(SPEC, MSGS, PARAMS, 0, tools=[other]),
+                call_key(SPEC, MSGS, PARAMS, 0, tools=[run], tool_choice="required"), plain}
+    assert len(variants) == 4
+    blob = json.dumps({"v": 1, "provider": "openai", "api": "openai", "model": "gpt-x",
+                       "base_url": "http://127.0.0.1:1/v1", "messages": [m.to_json() for m in MSGS],
+                       "params": PARAMS.to_json(), "sample": 0, "tools": [run.to_json()], "tool_choice": "auto"},
+                      sort_keys=True, ensure_ascii=False)
+    assert with_tool == hashlib.sha256(blob.encode()).hexdigest()

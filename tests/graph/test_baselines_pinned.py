@@ -148,3 +148,31 @@ def test_flat_children_record_the_expansion():
     assert again.known == wc.known and again.in_flight() == 0 and again.selections == wc.selections
     pending = wc.select()
     assert pending is not None and WorldCoderSearch.from_dict(wc.to_dict()).in_flight() == 1
+
+
+def test_persisted_form_and_options():
+    wc = WorldCoderSearch(seed=2, refine="improve")
+    d = wc.to_dict()
+    assert (d["kind"], d["version"], d["seed"], d["refine"]) == ("worldcoder", WorldCoderSearch.version, 2, "improve")
+    assert "refine" not in WorldCoderSearch(seed=2).to_dict()
+    assert WorldCoderSearch.from_dict(d).refine == "improve"
+    bo = BestOfN(seed=3, sample="s")
+    d = bo.to_dict()
+    assert (d["kind"], d["sample"]) == ("best-of-n", "s") and "sample" not in BestOfN(seed=3).to_dict()
+    back = BestOfN.from_dict(d)
+    assert (back.seed, back.sample) == (3, "s")
+    del d["pending"]  # written by older versions without it
+    assert BestOfN.from_dict(d).in_flight() == 0
+
+
+def test_selections_are_counted_one_per_call_and_default_seed_is_zero():
+    bo = BestOfN()
+    for _ in range(3):
+        bo.select()
+    assert bo.selections == 3 and bo.seed == 0
+    wc = WorldCoderSearch()
+    assert wc.seed == 0
+    wc.apply(wc.select(), res(0.5, "a"))  # type: ignore[arg-type]
+    for _ in range(4):
+        wc.cancel(wc.select())  # type: ignore[arg-type]
+    assert wc.selections == 5
