@@ -128,8 +128,8 @@ async def controller(state: SearchState, runtime: Runtime[SearchDeps]
             log.warning("llm.failed", index=done.index, error=rec["llm_error"])
             stop = stop or f"LLM error: {rec['llm_error']}"
             continue
-        turns = max(1, int(rec["meta"].get("turns", 1)))
-        calls += turns
+        turns = int(rec["meta"].get("turns", 1))
+        calls += max(1, turns)  # an expansion uses one call of the budget even if its node asked no LLM
         if not rec["meta"].get("cached"):
             paid += turns
             tokens += int(rec["meta"].get("tokens", 0))
