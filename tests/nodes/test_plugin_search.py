@@ -98,3 +98,20 @@ def test_paper_method_keeps_generate_improve_fix(examples_path):
         new_controller("gif-mcts-paper", 0, None, extra)
     with pytest.raises(CwmError, match="one --node"):
         new_controller("worldcoder", 0, None, (*extra, resolve_node("analyze").action()))
+
+
+def test_cli_node_flag_runs_the_plugin_and_resume_keeps_it(tmp_path, examples_path, capsys):
+    from cwm.cli import main
+    from fake_llm import serve_in_thread
+
+    out = tmp_path / "r"
+    with serve_in_thread(FakeLLMServer(focus_model())) as server:
+        code = main(["synthesize", "--env", "CartPole-v1", "--llm", f"openai:fake@{server.base_url}", "--budget",
+                     "1", "--node", "plugin_node:Focus", "--out", str(out), "--json"])
+        assert code == 1  # one call: the near-perfect generate, not solved yet
+        assert json.loads((out / "config.json").read_text(encoding="utf-8"))["nodes"] == ["plugin_node:Focus"]
+        capsys.readouterr()
+        code = main(["synthesize", "--resume", str(out), "--budget", "3", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["accuracy"] == 1.0
+    tree = json.loads((out / "tree.json").read_text(encoding="utf-8"))
+    assert [n["action"] for n in tree["nodes"]] == ["root", "g", "focus"]
