@@ -176,3 +176,16 @@ def test_selections_are_counted_one_per_call_and_default_seed_is_zero():
     for _ in range(4):
         wc.cancel(wc.select())  # type: ignore[arg-type]
     assert wc.selections == 5
+
+
+def test_root_selection_indices_and_failures():
+    bo = BestOfN(seed=0)
+    root = bo.nodes[0]
+    assert (root.id, root.parent, root.action, root.key, root.visits) == (0, None, "root", "", 1)
+    assert bo.selections == 0
+    first, second = bo.select(), bo.select()
+    assert first is not None and second is not None
+    assert (first.index, second.index) == (0, 1)  # the LLM sample index of each expansion
+    child = bo.apply(first, ExpansionResult(None, 0.0, True, feedback={"index": 4}))
+    assert child.state_code == "" and child.program is None and None not in bo.known
+    assert child.failures == [{"index": 4}]
