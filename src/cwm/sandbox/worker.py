@@ -318,7 +318,11 @@ class Sandbox:
         self._scratch: str | None = None
 
     async def __aenter__(self) -> Sandbox:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:  # cancelled mid-start (a run cancelled early): no fork-server may outlive it
+            await self.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -467,6 +471,10 @@ class Sandbox:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 await proc.wait()
+            except asyncio.CancelledError:  # cancelled while closing: kill now rather than leave it running
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                raise
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
