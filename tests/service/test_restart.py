@@ -75,6 +75,7 @@ def test_sigkill_and_restart_resumes_every_run_without_repaying(tmp_path: Path) 
             time.sleep(0.05)
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
+        time.sleep(1.0)  # requests the dead process had in flight finish (0.3 s each) and are counted
         answered_before = llm.answered
         # replies the killed server received and cached; a reply the LLM server finished while the process
         # was dying was billed but never received, and is the only kind that may be asked for again
