@@ -279,3 +279,55 @@ async def test_a_token_guards_every_endpoint_but_health(tmp_path: Path) -> None:
             assert (await Api(base, session, token="s3cret").call("GET", "/v1/runs"))[0] == 200
     finally:
         await runner.cleanup()
+
+
+def _npz_form(path: Path, **extra: str) -> aiohttp.FormData:
+    form = aiohttp.FormData()
+    form.add_field("dataset", path.read_bytes(), filename=path.name, content_type="application/octet-stream")
+    for k, v in extra.items():
+        form.add_field(k, v)
+    return form
+
+
+async def test_new_transitions_are_appended_and_the_latest_run_is_rechecked(
+        served: tuple[Service, Api], tmp_path: Path) -> None:
+    _, api = served
+    env_id = await _cartpole(api)
+    async with FakeLLMServer([fenced("wrong_reward"), fenced("good", improve=True)],
+                             default=fenced("good")) as llm:
+        _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
+                                                            "budget": 4})
+        assert (await api.wait(body["id"]))["status"] == "done"
+    ds = load_for_env("CartPole-v1")
+    same = ds.subset(np.flatnonzero(ds.trajectory < 2)).save(tmp_path / "same.npz")
+    status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions", data=_npz_form(same))
+    assert status == 200 and out["appended"] == int(np.sum(ds.trajectory < 2))
+    assert out["transitions"] == len(ds) + out["appended"]
+    assert out["recheck"]["run"] == body["id"] and out["recheck"]["best_holds"] is True
+    rescored = {n["node"]: n["accuracy"] for n in out["recheck"]["nodes"]}
+    assert max(rescored.values()) == 1.0 and min(rescored.values()) < 1.0  # the wrong-reward node stays wrong
+
+    changed = ds.subset(np.flatnonzero(ds.trajectory == 0))
+    changed.reward = changed.reward * 0 + 2.0  # the environment now pays 2 per step: the model is out of date
+    status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions",
+                                 data=_npz_form(changed.save(tmp_path / "changed.npz")))
+    assert status == 200 and out["recheck"]["best_holds"] is False
+    assert out["recheck"]["best_accuracy_new"] < 1.0 and out["recheck"]["failures"]
+    _, env = await api.call("GET", f"/v1/envs/{env_id}")
+    assert env["transitions"] == out["transitions"]
+
+    status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions", data=_npz_form(same, heldout="true"))
+    assert status == 200 and out["heldout"] is True and out["recheck"] is None
+    _, env2 = await api.call("GET", f"/v1/envs/{env_id}")
+    assert env2["transitions"] == env["transitions"]  # held-out data never joins what the search sees
+
+
+async def test_transitions_that_do_not_fit_are_refused(served: tuple[Service, Api], tmp_path: Path) -> None:
+    _, api = served
+    env_id = await _cartpole(api)
+    taxi = load_for_env("Taxi-v3")
+    status, body = await api.call("POST", f"/v1/envs/{env_id}/transitions",
+                                  data=_npz_form(taxi.save(tmp_path / "taxi.npz")))
+    assert status == 400 and "do not fit" in body["error"]
+    status, body = await api.call("POST", f"/v1/envs/{env_id}/transitions", json={"x": 1})
+    assert status == 400 and "multipart" in body["error"]

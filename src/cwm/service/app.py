@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import os
 import re
 import secrets
@@ -22,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import structlog
 from aiohttp import BodyPartReader, web
 
@@ -194,18 +196,7 @@ class Service:
     async def _upload_env(self, request: web.Request) -> web.Response:
         from cwm.envs.dataset import load
 
-        fields: dict[str, bytes] = {}
-        reader = await request.multipart()
-        limit = self.cfg.max_upload_mb * 1024 * 1024
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or part.name is None:
-                continue
-            data = bytearray()
-            while chunk := await part.read_chunk():
-                data += chunk
-                if len(data) > limit:
-                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
-            fields[part.name] = bytes(data)
+        fields = await self._multipart(request)
         if "dataset" not in fields:
             raise web.HTTPBadRequest(text="multipart field 'dataset' (a cwm-dataset .npz) is required")
         if "description" not in fields:
@@ -228,6 +219,98 @@ class Service:
                         transitions=len(ds))
         self.store.put_env(rec)
         return web.json_response(rec.to_json(), status=201)
+
+    async def post_transitions(self, request: web.Request) -> web.Response:
+        """Append newly recorded transitions, then re-check the env's latest finished run on the grown data.
+
+        Training transitions join the env's dataset (new trajectories); held-out ones go to a separate
+        file that no search ever sees. Every node of the latest finished run is re-scored on the grown
+        training data (scoring is cheap), and the response says whether its best program still holds.
+        """
+        from cwm.envs.dataset import load
+
+        env = self._env(request.match_info["id"])
+        if env.status != "ready" or env.dataset is None:
+            raise web.HTTPConflict(text=f"environment {env.id!r} is {env.status}; it has no data to extend yet")
+        if not request.content_type.startswith("multipart/"):
+            raise web.HTTPBadRequest(text="send multipart/form-data with field 'dataset' (a cwm-dataset .npz) "
+                                          "and optionally 'heldout' (true or false)")
+        fields = await self._multipart(request)
+        if "dataset" not in fields:
+            raise web.HTTPBadRequest(text="multipart field 'dataset' (a cwm-dataset .npz) is required")
+        heldout_text = fields.get("heldout", b"false").decode().strip().lower()
+        if heldout_text not in ("true", "false"):
+            raise web.HTTPBadRequest(text="'heldout' must be true or false")
+        env_dir = self.cfg.data / "envs" / env.id
+        env_dir.mkdir(parents=True, exist_ok=True)
+        upload = env_dir / "upload.npz"
+        upload.write_bytes(fields["dataset"])
+        try:
+            new = await asyncio.to_thread(load, upload)
+        except CwmError as exc:
+            raise web.HTTPBadRequest(text=f"the uploaded transitions are not a valid cwm-dataset: {exc}") from exc
+        finally:
+            upload.unlink(missing_ok=True)
+        base = await asyncio.to_thread(load, env.dataset)
+        mismatch = _incompatible(base, new)
+        if mismatch:
+            raise web.HTTPBadRequest(text=f"the uploaded transitions do not fit environment {env.id!r}: {mismatch}")
+        if heldout_text == "true":
+            target = env_dir / "heldout.npz"
+            existing = await asyncio.to_thread(load, target) if target.exists() else None
+            merged = _append(existing, new) if existing is not None else new
+            await asyncio.to_thread(merged.save, target)
+            return web.json_response({"env": env.id, "appended": len(new), "heldout": True,
+                                      "heldout_transitions": len(merged), "recheck": None})
+        grown = _append(base, new)
+        path = env_dir / "dataset.npz"  # never the bundled file: that stays as shipped
+        await asyncio.to_thread(grown.save, path)
+        env.dataset, env.transitions = str(path), len(grown)
+        self.store.put_env(env)
+        recheck = await self._recheck(env.id, grown, new)
+        return web.json_response({"env": env.id, "appended": len(new), "heldout": False,
+                                  "transitions": len(grown), "recheck": recheck})
+
+    async def _recheck(self, env_id: str, grown: Any, new: Any) -> dict[str, Any] | None:
+        from cwm.sandbox import Sandbox, evaluate
+
+        done = [r for r in self.store.list_runs("done") if r.env == env_id]
+        if not done:
+            return None
+        run = done[-1]
+        tree_path = Path(run.run_dir) / "tree.json"
+        best_path = Path(run.run_dir) / "best_program.py"
+        if not tree_path.exists() or not best_path.exists():
+            return None
+        nodes = json.loads(tree_path.read_text(encoding="utf-8")).get("nodes", [])
+        best = best_path.read_text(encoding="utf-8")
+        rescored = []
+        async with Sandbox() as sandbox:
+            on_new = await evaluate(sandbox, best, new, max_failures=3)
+            on_all = await evaluate(sandbox, best, grown, max_failures=0)
+            for n in nodes:
+                if n.get("program") and n.get("duplicate_of") is None:
+                    r = await evaluate(sandbox, n["program"], grown, max_failures=0)
+                    rescored.append({"node": n["id"], "before": n.get("score"), "accuracy": r.accuracy})
+        top = max(rescored, key=lambda x: (x["accuracy"], -x["node"]), default=None)
+        return {"run": run.id, "best_accuracy_new": on_new.accuracy, "best_accuracy_all": on_all.accuracy,
+                "best_holds": on_new.passed, "failures": on_new.failures, "nodes": rescored,
+                "best_node_now": top["node"] if top else None}
+
+    async def _multipart(self, request: web.Request) -> dict[str, bytes]:
+        fields: dict[str, bytes] = {}
+        reader = await request.multipart()
+        limit = self.cfg.max_upload_mb * 1024 * 1024
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or part.name is None:
+                continue
+            data = bytearray()
+            while chunk := await part.read_chunk():
+                data += chunk
+                if len(data) > limit:
+                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+            fields[part.name] = bytes(data)
+        return fields
 
     async def list_envs(self, request: web.Request) -> web.Response:
         return web.json_response({"envs": [e.to_json() for e in self.store.list_envs()]})
@@ -409,6 +492,7 @@ class Service:
             web.post("/v1/envs", self.post_env),
             web.get("/v1/envs", self.list_envs),
             web.get("/v1/envs/{id}", self.get_env),
+            web.post("/v1/envs/{id}/transitions", self.post_transitions),
             web.post("/v1/runs", self.post_run),
             web.get("/v1/runs", self.list_runs),
             web.get("/v1/runs/{id}", self.get_run),
@@ -441,6 +525,31 @@ class Service:
 
         await close_shared_session()
         self.store.close()
+
+
+def _incompatible(base: Any, new: Any) -> str | None:
+    if (base.state_kind, base.action_kind) != (new.state_kind, new.action_kind):
+        return f"state/action kinds {new.state_kind}/{new.action_kind}, expected {base.state_kind}/{base.action_kind}"
+    for name in ("state", "action"):
+        a, b = getattr(base, name), getattr(new, name)
+        if a.shape[1:] != b.shape[1:] or a.dtype != b.dtype:
+            return f"{name} is {b.dtype}{list(b.shape[1:])}, expected {a.dtype}{list(a.shape[1:])}"
+    return None
+
+
+def _append(base: Any, new: Any) -> Any:
+    """``base`` followed by ``new``, whose trajectories are renumbered after ``base``'s."""
+    from cwm.envs.dataset import Dataset
+
+    offset = int(base.trajectory.max()) + 1 if len(base) else 0
+    cat = np.concatenate
+    return Dataset(env_id=base.env_id, state=cat([base.state, new.state]), action=cat([base.action, new.action]),
+                   next_state=cat([base.next_state, new.next_state]), reward=cat([base.reward, new.reward]),
+                   terminated=cat([base.terminated, new.terminated]), truncated=cat([base.truncated, new.truncated]),
+                   trajectory=cat([base.trajectory, new.trajectory + offset]).astype(np.int32),
+                   step=cat([base.step, new.step]), state_kind=base.state_kind, action_kind=base.action_kind,
+                   meta=dict(base.meta), consistent=cat([base.consistent, new.consistent]),
+                   ceiling_credit=cat([base.ceiling_credit, new.ceiling_credit]))
 
 
 def _static() -> Path:
