@@ -74,6 +74,13 @@ def openapi_document(version: str) -> dict[str, Any]:
                                        "202": _json(ref["Env"], "collecting"), **errors}}},
             "/v1/envs/{id}": {"get": {"summary": "one environment", "parameters": [_path("id")],
                                       "responses": {"200": _json(ref["Env"]), **errors}}},
+            "/v1/envs/{id}/transitions": {"post": {
+                "summary": "append recorded transitions (training, or held-out) and re-check the latest run",
+                "parameters": [_path("id")],
+                "requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "required": [
+                    "dataset"], "properties": {"dataset": {"type": "string", "format": "binary"},
+                                               "heldout": {"enum": ["true", "false"]}}}}}},
+                "responses": {"200": _json({"type": "object"}), "409": _ERROR, **errors}}},
             "/v1/runs": {
                 "get": {"summary": "all runs", "responses": {"200": _json(
                     {"type": "object", "properties": {"runs": {"type": "array", "items": ref["Run"]}}})}},
