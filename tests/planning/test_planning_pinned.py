@@ -604,3 +604,55 @@ async def test_mcts_without_simulations_acts_at_random():
 async def test_mcts_softmax_handles_large_returns():
     model = TableModel({("root", 0): ("end", 1000.0, True, 0.0), ("root", 1): ("end", 999.0, True, 0.0)})
     assert await MCTSPlanner(2, MCTSConfig(simulations=6, default_q=1e4), 0).act(model, "root", 5) == 0
+
+
+async def test_true_model_rollout_value_on_rewards_other_than_one():
+    """CliffWalking pays -1 per step and -100 at the cliff: the value is Σ γ^k r_k of the seeded rollout."""
+    import random
+
+    env = make_env("CliffWalking-v0")
+    env.reset(seed=0)
+    model = TrueModel(env, seed=0)
+    _, r, _, value = await model.simulate(model.root(env, None), 0, 8, 0.5, seed=11)
+    check = make_env("CliffWalking-v0")
+    check.reset(seed=0)
+    u = check.unwrapped
+    u.step(0)
+    rng, expected, g = random.Random(11), 0.0, 1.0
+    for _ in range(8):
+        _, rr, term, _, _ = u.step(rng.randrange(4))
+        expected += g * float(rr)
+        g *= 0.5
+        if term:
+            break
+    assert r == -1.0 and value == pytest.approx(expected) and expected != 0.0
+
+
+async def test_cem_warm_start_when_the_horizon_shrinks():
+    model = Quadratic(np.zeros((5, 1)))
+    cem = CEMPlanner(np.array([-1.0]), np.array([1.0]), CEMConfig(horizon=5, iterations=2, samples=30, elites=5), 0)
+    await cem.act(model, None, 50)
+    await cem.act(model, None, 3)  # the episode's last 3 steps: the previous 5-step mean is cut to fit
+    assert model.shapes[-1] == (30, 3, 1) and cem.mu is not None and cem.mu.shape == (3, 1)
+
+
+async def test_program_model_state_parsing_and_step_counts():
+    session = FakeSession([{"s": [1, 2, 3, 4], "shape": [2, 2], "r": 0, "d": False, "v": 0},
+                           {"s": [7], "shape": [], "r": 0, "d": False, "v": 0},
+                           {"s": ["tag"], "shape": [], "r": 0, "d": False, "v": 0},
+                           {"s": "bad", "shape": [1]},
+                           {"returns": [1.0, 2.0]}, {"returns": [1.0, 2.0]}])
+    pm = ProgramModel(session, n_actions=2)  # type: ignore[arg-type]
+    nxt = (await pm.simulate(0, 0, 1, 0.9, 0))[0]
+    assert nxt == [[1.0, 2.0], [3.0, 4.0]] and all(type(x) is float for row in nxt for x in row)
+    scalar = (await pm.simulate(0, 0, 1, 0.9, 0))[0]
+    assert scalar == 7 and type(scalar) is int  # a scalar state comes back as the model wrote it
+    assert (await pm.simulate(0, 0, 1, 0.9, 0))[0] == "tag"
+    with pytest.raises(ModelFailed) as exc:
+        await pm.simulate(0, 0, 1, 0.9, 0)
+    assert (exc.value.error.kind, exc.value.error.message) == ("protocol", "the model returned a malformed state")
+    pm.steps = 0
+    plans = np.zeros((2, 5, 1))
+    await pm.rollouts(0, plans)
+    await pm.rollouts(0, plans)
+    assert pm.steps == 20
