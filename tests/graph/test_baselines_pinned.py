@@ -189,3 +189,10 @@ def test_root_selection_indices_and_failures():
     child = bo.apply(first, ExpansionResult(None, 0.0, True, feedback={"index": 4}))
     assert child.state_code == "" and child.program is None and None not in bo.known
     assert child.failures == [{"index": 4}]
+
+
+def test_a_cancelled_seed_generation_still_counts_as_a_selection():
+    wc = WorldCoderSearch(seed=0)
+    wc.cancel(wc.select())  # type: ignore[arg-type]
+    wc.select()
+    assert wc.selections == 2
