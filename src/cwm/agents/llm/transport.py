@@ -150,17 +150,14 @@ class Transport:
         async with shared_session().post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
             body = await r.text()
             if r.status >= 400:
-                if r.status in RETRYABLE:
-                    raise _Retryable(f"HTTP {r.status}: {_error_message(body)[:200]}", r.status,
-                                     server_delay(r.headers))
-                raise _fatal(r.status, body, self.label, self.key_env)
-            try:
-                data = json.loads(body)
-            except ValueError as exc:
-                raise _Retryable(f"malformed JSON in the response ({len(body)} bytes)") from exc
-            if not isinstance(data, dict):
-                raise _Retryable("the response is not a JSON object")
-            return data
+                raise self._http_error(r.status, body, r.headers)
+            return _json_object(body)
+
+    def _http_error(self, status: int, body: str, headers: Any) -> Exception:
+        """A retryable error for 429/5xx-like statuses (with the server's requested delay), else a fatal one."""
+        if status in RETRYABLE:
+            return _Retryable(f"HTTP {status}: {_error_message(body)[:200]}", status, server_delay(headers))
+        return _fatal(status, body, self.label, self.key_env)
 
     async def _attempt_stream(self, url: str, headers: dict[str, str], payload: dict[str, Any],
                               on_event: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
@@ -168,20 +165,9 @@ class Transport:
         gets that body returned instead (so streaming can be the default for every server)."""
         async with shared_session().post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
             if r.status >= 400:
-                body = await r.text()
-                if r.status in RETRYABLE:
-                    raise _Retryable(f"HTTP {r.status}: {_error_message(body)[:200]}", r.status,
-                                     server_delay(r.headers))
-                raise _fatal(r.status, body, self.label, self.key_env)
+                raise self._http_error(r.status, await r.text(), r.headers)
             if "event-stream" not in r.headers.get("Content-Type", "text/event-stream"):
-                body = await r.text()
-                try:
-                    data = json.loads(body)
-                except ValueError as exc:
-                    raise _Retryable(f"malformed JSON in the response ({len(body)} bytes)") from exc
-                if not isinstance(data, dict):
-                    raise _Retryable("the response is not a JSON object")
-                return data
+                return _json_object(await r.text())
             finished = False
             async for event in sse_events(r.content.iter_any()):
                 if event is None:
@@ -288,3 +274,14 @@ async def sse_events(chunks: AsyncIterator[bytes]) -> AsyncIterator[dict[str, An
                         yield obj
             elif line.startswith(b"data:"):
                 data.append(line[5:].lstrip())
+
+
+def _json_object(body: str) -> dict[str, Any]:
+    """The body of a non-streamed answer; anything but a JSON object is retried (a proxy's error page)."""
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise _Retryable(f"malformed JSON in the response ({len(body)} bytes)") from exc
+    if not isinstance(data, dict):
+        raise _Retryable("the response is not a JSON object")
+    return data
