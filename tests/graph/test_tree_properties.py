@@ -146,3 +146,40 @@ def test_virtual_loss_spreads_concurrent_selections(kind):
     tree.cancel(a)
     tree.cancel(b)
     assert tree.nodes[0].virtual == 0 and tree.in_flight() == 0 and tree.nodes[0].pending == {}
+
+
+@pytest.mark.parametrize("kind", TREES)
+def test_a_child_records_its_expansion(kind):
+    tree = TREES[kind](GIFConfig(seed=0))
+    sel = tree.select()
+    assert sel is not None and tree.selections == 1
+    prog = "a = 1\nb = 2\nc = 3\nd = 4\ne = 5"
+    res = ExpansionResult(prog, 0.25, False, heldout=0.5, feedback={"index": 2}, error=None)
+    child = tree.apply(sel, res)
+    assert (child.parent, child.key, child.depth, child.action) == (0, sel.key, 1, "g")
+    assert (child.program, child.score, child.heldout, child.feedback) == (prog, 0.25, 0.5, {"index": 2})
+    assert child.state_code == "a = 1\nb = 2" and not child.complete  # L = 2 lines of 5
+    assert child.failures == [{"index": 2}] and child.fingerprint is not None and not child.was_bug
+    sel2 = next(s for s in iter(tree.select, None) if s.parent == child.id)
+    grand = tree.apply(sel2, ExpansionResult(prog, 0.3, False))
+    assert grand.state_code == "a = 1\nb = 2\nc = 3\nd = 4" and grand.depth == 2  # the parent's 2 lines + 2
+    assert grand.duplicate_of == child.id and grand.score == 0.25  # the same program: its first score
+    assert tree.selections >= 2
+
+
+@pytest.mark.parametrize("kind", TREES)
+def test_completeness_boundary_and_missing_programs(kind):
+    tree = TREES[kind](GIFConfig(seed=0))
+    exact = tree.apply(tree.select(), ExpansionResult("x = 1\ny = 2", 0.5, False))  # type: ignore[arg-type]
+    assert exact.complete and exact.reward == 0.5  # exactly L lines: the whole program is in the node
+    broken = tree.apply(tree.select(), ExpansionResult(None, 0.0, True, error="SyntaxError: x"))  # type: ignore[arg-type]
+    assert broken.state_code == "" and broken.was_bug and broken.error == "SyntaxError: x"
+
+
+def test_selection_scores_are_rounded_to_six_digits():
+    tree = GIFTree(GIFConfig(seed=0))
+    tree.apply(tree.select(), ExpansionResult(PROG + "\nz = 1", 0.6, False))  # type: ignore[arg-type]
+    u, v, e = tree.ucb(tree.nodes[0], "g1")  # before the selection adds its virtual visit
+    sel = tree.select()
+    assert sel is not None and tree.selections == 2
+    assert sel.scores["0:g1"] == [round(u, 6), round(v, 6), round(e, 6)] != [u, v, e]
