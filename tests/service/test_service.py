@@ -97,7 +97,8 @@ async def test_a_run_goes_from_request_to_solved_program_with_its_events(served:
     assert run["status"] == "done", run
     assert run["summary"]["accuracy"] == 1.0 and run["summary"]["stop"] == "solved"
     config = json.loads((Path(run["summary"]["run_dir"]) / "config.json").read_text(encoding="utf-8"))
-    assert (config["describe"], config["env_kwargs"], config["allow_import"]) == ("docs+facts", {}, [])
+    assert (config["describe"], config["env_kwargs"], config["allow_import"], config["nodes"]) == (
+        "docs+facts", {}, [], [])
     status, program = await api.call("GET", f"/v1/runs/{body['id']}/program")
     assert status == 200 and program == CARTPOLE
 
@@ -165,7 +166,7 @@ async def test_bad_requests_get_a_json_error_that_says_what_to_fix(
 @pytest.mark.parametrize(("field", "value"), [
     ("budget", 0), ("budget", "ten"), ("budget", True), ("concurrency", 100), ("plan", 0), ("plan", "yes"),
     ("method", "simulated-annealing"), ("llm", ""), ("describe", "code"), ("allow_import", "mujoco"),
-    ("allow_import", ["os; rm -rf /"]),
+    ("allow_import", ["os; rm -rf /"]), ("nodes", ["os:system"]), ("nodes", "analyze"),
 ])
 async def test_run_requests_are_validated(served: tuple[Service, Api], field: str, value: Any) -> None:
     _, api = served

@@ -351,10 +351,20 @@ class Service:
                 isinstance(m, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*", m)
                 for m in allow_import):
             raise web.HTTPBadRequest(text="'allow_import' must be a list of module names, e.g. [\"mujoco\"]")
+        nodes = body.get("nodes", [])
+        from cwm.nodes.registry import registered_nodes
+
+        known = registered_nodes()
+        # registered names only: a request naming MODULE:ATTR would make the server import code of its choosing
+        if not isinstance(nodes, list) or not all(isinstance(n, str) and n in known for n in nodes):
+            raise web.HTTPBadRequest(text=f"'nodes' must be a list of registered node types ({', '.join(known)})")
+        if nodes and method == "gif-mcts-paper":
+            raise web.HTTPBadRequest(text="'nodes' needs a method other than gif-mcts-paper (it keeps generate, "
+                                          "improve and fix only)")
         req = RunRequest(env=env.id, llm=llm, budget=_int(body, "budget", 10, 1, 500), method=str(method),
                          concurrency=_int(body, "concurrency", 1, 1, 32), plan=int(plan or 0),
                          seed=_int(body, "seed", 0, 0, 2**31 - 1), describe=describe,
-                         allow_import=tuple(allow_import))
+                         allow_import=tuple(allow_import), nodes=tuple(nodes))
         rec = self.runs.submit(req, env)
         return web.json_response({"id": rec.id, "status": rec.status}, status=202)
 

@@ -34,11 +34,12 @@ class RunRequest:
     seed: int = 0
     describe: str = "docs+facts"
     allow_import: tuple[str, ...] = ()
+    nodes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {"env": self.env, "llm": self.llm, "budget": self.budget, "method": self.method,
                 "concurrency": self.concurrency, "plan": self.plan or False, "seed": self.seed,
-                "describe": self.describe, "allow_import": list(self.allow_import)}
+                "describe": self.describe, "allow_import": list(self.allow_import), "nodes": list(self.nodes)}
 
 
 class RunManager:
@@ -128,7 +129,7 @@ class RunManager:
                             dataset=env.dataset, description=env.description,
                             plan_episodes=int(req["plan"] or 0), run_id=rec.id, env_kwargs=dict(env.env_kwargs),
                             describe=str(req.get("describe", "docs+facts")),
-                            allow_import=list(req.get("allow_import", [])))
+                            allow_import=list(req.get("allow_import", [])), nodes=list(req.get("nodes", [])))
             rec.status = "running"
             self.store.put_run(rec)
             log.info("service.run_started", run_id=rec.id, env=rec.env, resume=resume)
