@@ -118,7 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from cwm.service.serve import serve
 
     serve(args.host, args.port, Path(args.data), max_runs=args.max_runs, llm=args.llm,
-          allow_llm=tuple(args.allow_llm))
+          allow_llm=tuple(args.allow_llm), llm_concurrency=args.llm_concurrency)
     return EXIT_OK
 
 
@@ -680,6 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=A.int_range(1, 65535), default=8765)
     p.add_argument("--data", default="cwm-data", help="directory for the SQLite store, datasets and runs")
     p.add_argument("--max-runs", type=A.int_range(1, 64), default=2, help="searches running at once")
+    p.add_argument("--llm-concurrency", type=A.int_range(1, 256), default=None,
+                   help="LLM calls in flight per provider, shared by all runs (default: each run's own limit)")
     p.add_argument("--llm", type=A.llm_provider, default="local", help="default provider of run requests")
     p.add_argument("--allow-llm", action="append", default=[], metavar="PROVIDER|URL-PREFIX",
                    help="providers or base-URL prefixes a run request may name (repeatable; always allowed: "

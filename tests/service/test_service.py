@@ -332,3 +332,24 @@ async def test_transitions_that_do_not_fit_are_refused(served: tuple[Service, Ap
     assert status == 400 and "do not fit" in body["error"]
     status, body = await api.call("POST", f"/v1/envs/{env_id}/transitions", json={"x": 1})
     assert status == 400 and "multipart" in body["error"]
+
+
+@pytest.mark.parametrize(("shared", "expected"), [(1, 1), (None, 2)])
+async def test_runs_share_a_providers_call_limit(tmp_path: Path, shared: int | None, expected: int) -> None:
+    service = Service(ServiceConfig(data=tmp_path / "data", max_runs=2, llm_concurrency=shared))
+    runner = web.AppRunner(service.app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        async with aiohttp.ClientSession() as session, FakeLLMServer(
+                default=Reply(fenced("weak_force").text, delay=0.3)) as llm:
+            api = Api(f"http://127.0.0.1:{runner.addresses[0][1]}", session)
+            env_id = await _cartpole(api)
+            ids = [(await api.call("POST", "/v1/runs", json={
+                "env": env_id, "llm": f"openai:fake@{llm.base_url}", "budget": 3, "seed": s}))[1]["id"]
+                for s in range(2)]
+            for run_id in ids:
+                assert (await api.wait(run_id))["status"] == "done"
+        assert llm.answered == 6 and llm.max_in_flight == expected
+    finally:
+        await runner.cleanup()

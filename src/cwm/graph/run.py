@@ -142,7 +142,7 @@ def load_config(run_dir: Path) -> RunConfig:
                        hint="pass the --out directory of an earlier `cwm synthesize`") from exc
 
 
-def make_client(cfg: RunConfig, run_dir: Path) -> LLMClient:
+def make_client(cfg: RunConfig, run_dir: Path, llm_limit: asyncio.Semaphore | None = None) -> LLMClient:
     """The run's LLM client. Refuses (exit 2), before any file or connection is made, a hosted provider
     without its API key and a ``--max-cost`` for a model whose price is unknown."""
     spec = parse_provider(cfg.llm)
@@ -158,16 +158,18 @@ def make_client(cfg: RunConfig, run_dir: Path) -> LLMClient:
                      cassette=cassette, prices=prices, stream=cfg.stream,
                      ledger=PaidLedger(run_dir / "llm-ledger.jsonl"),
                      transport=TransportConfig(concurrency=max(cfg.concurrency, 1), read_timeout=cfg.read_timeout_s,
-                                               call_timeout=cfg.timeout_s))
+                                               call_timeout=cfg.timeout_s, shared_limit=llm_limit))
 
 
 async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
-                     on_progress: Any = None, close_session: bool = True) -> dict[str, Any]:
+                     on_progress: Any = None, close_session: bool = True,
+                     llm_limit: asyncio.Semaphore | None = None) -> dict[str, Any]:
     """Run (or resume) a search; returns the summary also written to ``summary.json``.
 
     ``close_session``: close the event loop's shared HTTP session at the end (what a one-run process
     wants). A host running several runs on one loop (the service, the bench) passes False and closes it
-    once, at shutdown, so one run ending never cuts another's calls.
+    once, at shutdown, so one run ending never cuts another's calls. ``llm_limit``: a provider-wide
+    cap on calls in flight that the host shares among its runs.
     """
     if cfg.budget < 1 or cfg.concurrency < 1:
         raise CwmError("--budget and --concurrency must be at least 1")
@@ -181,7 +183,7 @@ async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
             saved = load_config(run_dir)
             cfg.method, cfg.method_version = saved.method, saved.method_version
     cfg.method_version = method_version(cfg.method, cfg.method_version)
-    client = make_client(cfg, run_dir)
+    client = make_client(cfg, run_dir, llm_limit)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", asdict(cfg))  # a resume may have raised the budget or limits
     with trace_to(run_dir / "trace.jsonl"), structlog.contextvars.bound_contextvars(run_id=cfg.run_id):

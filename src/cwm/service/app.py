@@ -54,6 +54,8 @@ class ServiceConfig:
     """Bearer token every request must carry (set when binding a non-loopback address)."""
     max_upload_mb: int = 64
     max_plan_episodes: int = 20
+    llm_concurrency: int | None = None
+    """Calls in flight per provider across all runs (None: only each run's own --concurrency)."""
     started: float = field(default_factory=time.time)
 
     def llm_allowed(self, llm: str) -> bool:
@@ -116,7 +118,7 @@ class Service:
         self.cfg = cfg
         cfg.data.mkdir(parents=True, exist_ok=True)
         self.store = Store(cfg.data / "service.sqlite")
-        self.runs = RunManager(self.store, cfg.data, cfg.max_runs)
+        self.runs = RunManager(self.store, cfg.data, cfg.max_runs, cfg.llm_concurrency)
         self._collections: set[asyncio.Task[None]] = set()
         self.requests = 0
 

@@ -45,13 +45,27 @@ class RunRequest:
 class RunManager:
     """Starts queued runs while fewer than ``max_runs`` are running; survives restarts through the store."""
 
-    def __init__(self, store: Store, data: Path, max_runs: int) -> None:
+    def __init__(self, store: Store, data: Path, max_runs: int, llm_concurrency: int | None = None) -> None:
         self.store = store
         self.runs_dir = data / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._slots = asyncio.Semaphore(max_runs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._accepting = True
+        self._llm_concurrency = llm_concurrency
+        self._llm_limits: dict[str, asyncio.Semaphore] = {}
+        """One cap per provider (name and base URL), shared by every run of this server."""
+
+    def llm_limit(self, llm: str) -> asyncio.Semaphore | None:
+        if self._llm_concurrency is None:
+            return None
+        from cwm.agents.llm.spec import parse_provider
+
+        spec = parse_provider(llm)
+        key = f"{spec.name}@{spec.base_url}"
+        if key not in self._llm_limits:
+            self._llm_limits[key] = asyncio.Semaphore(self._llm_concurrency)
+        return self._llm_limits[key]
 
     @property
     def running(self) -> int:
@@ -141,7 +155,8 @@ class RunManager:
                     self.store.put_run(current)
 
             try:
-                summary = await synthesize(cfg, run_dir, resume=resume, on_progress=progress, close_session=False)
+                summary = await synthesize(cfg, run_dir, resume=resume, on_progress=progress, close_session=False,
+                                           llm_limit=self.llm_limit(cfg.llm))
             except asyncio.CancelledError:
                 current = self.store.get_run(run_id)
                 if current is not None and current.status == "running":  # a shutdown, not a DELETE

@@ -15,7 +15,8 @@ def _announce(message: str) -> None:
     sys.stderr.write(f"cwm serve: {message.strip()}\n")
 
 
-def serve(host: str, port: int, data: Path, *, max_runs: int, llm: str, allow_llm: tuple[str, ...]) -> None:
+def serve(host: str, port: int, data: Path, *, max_runs: int, llm: str, allow_llm: tuple[str, ...],
+          llm_concurrency: int | None = None) -> None:
     """Serve until SIGINT/SIGTERM; running searches stop at their last checkpoint and resume at next start."""
     from cwm.agents.llm.spec import parse_provider
 
@@ -32,7 +33,7 @@ def serve(host: str, port: int, data: Path, *, max_runs: int, llm: str, allow_ll
             sys.stderr.write(f"cwm serve: {host} is not loopback; requests need the bearer token in "
                              f"{data / 'token'}\n")
     service = Service(ServiceConfig(data=data, default_llm=llm, max_runs=max_runs, allow_llm=allow_llm,
-                                    token=token))
+                                    token=token, llm_concurrency=llm_concurrency))
     try:
         web.run_app(service.app(), host=host, port=port, access_log=None, shutdown_timeout=10,
                     print=_announce)

@@ -15,6 +15,7 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -96,6 +97,9 @@ class TransportConfig:
     detects a dead server by its silence, and slow self-hosted models may write for many minutes."""
     max_server_wait: float = 120.0
     """Longest ``Retry-After`` honoured as is (longer ones are cut to this)."""
+    shared_limit: asyncio.Semaphore | None = None
+    """A provider-wide cap shared with other clients on the same event loop (a host running many runs,
+    such as ``cwm serve --llm-concurrency``), held in addition to this client's own ``concurrency``."""
 
 
 def _error_message(body: str) -> str:
@@ -185,7 +189,7 @@ class Transport:
                    ) -> tuple[dict[str, Any] | None, int]:
         """POST with retries; returns the JSON body (or None when streamed into the handler) and attempts."""
         tries = [0]
-        async with self._sem:
+        async with self._sem, (self.config.shared_limit or contextlib.nullcontext()):
             try:
                 async with asyncio.timeout(self.config.call_timeout):
                     return await self._call_loop(url, headers, payload, stream_handler, tries)
