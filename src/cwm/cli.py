@@ -114,6 +114,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK if report.passed else EXIT_FAILED
 
 
+def _planner_names() -> list[str]:
+    from cwm.planning.planners import PLANNERS
+
+    return list(PLANNERS)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from cwm.service.serve import serve
 
@@ -521,6 +527,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
     resolve_gym_id(args.env)
     cfg = PlanConfig(env=args.env, model=args.model, episodes=args.episodes, seed=args.seed, cem=args.cem,
+                     planner=args.planner,
                      simulations=args.simulations, max_steps=args.max_steps, env_kwargs=args.env_kwargs)
     _env_setup(args.env, args.env_kwargs)
     from cwm.plan_text import PlanProgress
@@ -749,6 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continuous actions: receding-horizon CEM (default) or the paper's open-loop CEM")
     p.add_argument("--simulations", type=A.positive_int, default=25,
                    help="MCTS simulations per step (discrete actions)")
+    p.add_argument("--planner", choices=_planner_names(), default=None,
+                   help="a registered planner (default: mcts for discrete actions, cem for continuous)")
     p.add_argument("--max-steps", type=A.positive_int,
                    help="cut episodes at this many steps (default: the env's limit)")
     p.add_argument("--json", action="store_true")

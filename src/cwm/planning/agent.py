@@ -16,7 +16,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +25,9 @@ import numpy as np
 from cwm.agents.llm.cache import cache_root
 from cwm.envs.registry import benchmark_env, make_env
 from cwm.errors import CwmError
-from cwm.planning.cem import PRESETS, CEMConfig, CEMPlanner
-from cwm.planning.mcts import MCTSConfig, MCTSPlanner
+from cwm.planning.cem import CEMConfig
 from cwm.planning.models import ModelFailed, PlanningModel, ProgramModel, TrueModel
+from cwm.planning.planners import PLANNERS, planner_for
 from cwm.sandbox.worker import IOSpec, Limits, Sandbox, SandboxConfig
 
 
@@ -42,11 +42,15 @@ class PlanConfig:
     max_steps: int | None = None
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Arguments the environment is made with (--env-kwargs); part of the baselines' cache key when set."""
+    planner: str | None = None
+    """A registered planner's name (``cwm.planning.planners``); None: the first that fits the action space."""
 
     def planner_key(self, discrete: bool) -> dict[str, Any]:
-        planner: dict[str, Any] = asdict(MCTSConfig(simulations=self.simulations)) if discrete else \
-            asdict(PRESETS[self.cem])
-        return {"env": self.env, "planner": "mcts" if discrete else "cem", "config": planner,
+        name = self.planner or ("mcts" if discrete else "cem")
+        spec = PLANNERS.get(name)
+        if spec is None:
+            raise CwmError(f"unknown planner {name!r}", hint=f"choose one of {', '.join(PLANNERS)}")
+        return {"env": self.env, "planner": name, "config": spec.config(self),
                 "episodes": self.episodes, "seed": self.seed, "max_steps": self.max_steps,
                 **({"env_kwargs": self.env_kwargs} if self.env_kwargs else {})}
 
@@ -119,13 +123,9 @@ async def plan(cfg: PlanConfig, *, code: str | None = None, sandbox: Sandbox | N
     env: Any = make_env(cfg.env, **cfg.env_kwargs)
     discrete = hasattr(env.action_space, "n")
     max_steps = cfg.max_steps or (env.spec.max_episode_steps if env.spec and env.spec.max_episode_steps else 100)
-    if not discrete and cfg.cem not in PRESETS:
-        raise CwmError(f"unknown CEM preset {cfg.cem!r}", hint=f"choose one of {', '.join(PRESETS)}")
-    planner: MCTSPlanner | CEMPlanner
-    if discrete:
-        planner = MCTSPlanner(int(env.action_space.n), MCTSConfig(simulations=cfg.simulations), cfg.seed)
-    else:
-        planner = CEMPlanner(env.action_space.low, env.action_space.high, PRESETS[cfg.cem], cfg.seed)
+    spec = planner_for(env.action_space, cfg.planner)
+    spec.config(cfg)  # refuses unknown settings (a CEM preset) before anything runs
+    planner = spec.build(env.action_space, cfg)
     model: PlanningModel | None = None
     own_sandbox = None
     session = None
@@ -184,7 +184,7 @@ async def plan(cfg: PlanConfig, *, code: str | None = None, sandbox: Sandbox | N
             await own_sandbox.close()
         env.close()
     result: dict[str, Any] = {
-        "env": cfg.env, "model": kind if kind != "program" else cfg.model, "planner": "mcts" if discrete else "cem",
+        "env": cfg.env, "model": kind if kind != "program" else cfg.model, "planner": spec.name,
         "planner_config": cfg.planner_key(discrete)["config"], "episodes": cfg.episodes, "seed": cfg.seed,
         "returns": returns, "lengths": lengths, "mean_return": statistics.fmean(returns),
         "std_return": statistics.pstdev(returns) if len(returns) > 1 else 0.0, "elapsed_s": round(elapsed, 3),
