@@ -290,7 +290,7 @@ def _npz_form(path: Path, **extra: str) -> aiohttp.FormData:
     return form
 
 
-async def test_new_transitions_are_appended_and_the_latest_run_is_rechecked(
+async def test_new_transitions_are_appended_and_the_latest_run_is_rechecked_and_repaired(
         served: tuple[Service, Api], tmp_path: Path) -> None:
     _, api = served
     env_id = await _cartpole(api)
@@ -298,29 +298,42 @@ async def test_new_transitions_are_appended_and_the_latest_run_is_rechecked(
                              default=fenced("good")) as llm:
         _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
                                                             "budget": 4})
-        assert (await api.wait(body["id"]))["status"] == "done"
-    ds = load_for_env("CartPole-v1")
-    same = ds.subset(np.flatnonzero(ds.trajectory < 2)).save(tmp_path / "same.npz")
-    status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions", data=_npz_form(same))
-    assert status == 200 and out["appended"] == int(np.sum(ds.trajectory < 2))
-    assert out["transitions"] == len(ds) + out["appended"]
-    assert out["recheck"]["run"] == body["id"] and out["recheck"]["best_holds"] is True
-    rescored = {n["node"]: n["accuracy"] for n in out["recheck"]["nodes"]}
-    assert max(rescored.values()) == 1.0 and min(rescored.values()) < 1.0  # the wrong-reward node stays wrong
+        first = await api.wait(body["id"])
+        assert first["status"] == "done"
+        calls = first["summary"]["search_calls"]
+        assert len(llm.requests) == calls
+        ds = load_for_env("CartPole-v1")
+        same = ds.subset(np.flatnonzero(ds.trajectory < 2)).save(tmp_path / "same.npz")
+        status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions", data=_npz_form(same))
+        assert status == 200 and out["appended"] == int(np.sum(ds.trajectory < 2))
+        assert out["transitions"] == len(ds) + out["appended"]
+        assert out["recheck"]["run"] == body["id"] and out["recheck"]["best_holds"] is True
+        assert out["repair"] is None  # nothing to repair
+        rescored = {n["node"]: n["accuracy"] for n in out["recheck"]["nodes"]}
+        assert max(rescored.values()) == 1.0 and min(rescored.values()) < 1.0  # the wrong-reward node stays wrong
 
-    changed = ds.subset(np.flatnonzero(ds.trajectory == 0))
-    changed.reward = changed.reward * 0 + 2.0  # the environment now pays 2 per step: the model is out of date
-    status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions",
-                                 data=_npz_form(changed.save(tmp_path / "changed.npz")))
-    assert status == 200 and out["recheck"]["best_holds"] is False
-    assert out["recheck"]["best_accuracy_new"] < 1.0 and out["recheck"]["failures"]
-    _, env = await api.call("GET", f"/v1/envs/{env_id}")
-    assert env["transitions"] == out["transitions"]
+        changed = ds.subset(np.flatnonzero(ds.trajectory == 0))
+        changed.reward = changed.reward * 0 + 2.0  # the environment now pays 2 per step: the model is out of date
+        status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions",
+                                     data=_npz_form(changed.save(tmp_path / "changed.npz"), repair_budget="3"))
+        assert status == 200 and out["recheck"]["best_holds"] is False
+        assert out["recheck"]["best_accuracy_new"] < 1.0 and out["recheck"]["failures"]
+        assert out["repair"]["run"] == body["id"] and out["repair"]["best_now"] < 1.0
+        repaired = await api.wait(body["id"])
+        assert repaired["status"] == "done", repaired
+        # the search went on from its tree: three more calls, none of the earlier ones paid again
+        assert repaired["summary"]["search_calls"] == calls + 3
+        assert len(llm.requests) == calls + 3
+        assert repaired["summary"]["accuracy"] < 1.0
+        config = json.loads((Path(repaired["summary"]["run_dir"]) / "config.json").read_text(encoding="utf-8"))
+        assert config["heldout_trajectories"] is not None  # the held-out split stayed what it was
+        _, env = await api.call("GET", f"/v1/envs/{env_id}")
+        assert env["transitions"] == out["transitions"]
 
-    status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions", data=_npz_form(same, heldout="true"))
-    assert status == 200 and out["heldout"] is True and out["recheck"] is None
-    _, env2 = await api.call("GET", f"/v1/envs/{env_id}")
-    assert env2["transitions"] == env["transitions"]  # held-out data never joins what the search sees
+        status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions", data=_npz_form(same, heldout="true"))
+        assert status == 200 and out["heldout"] is True and out["recheck"] is None
+        _, env2 = await api.call("GET", f"/v1/envs/{env_id}")
+        assert env2["transitions"] == env["transitions"]  # held-out data never joins what the search sees
 
 
 async def test_transitions_that_do_not_fit_are_refused(served: tuple[Service, Api], tmp_path: Path) -> None:

@@ -109,6 +109,8 @@ class RunConfig:
     """Libraries candidates may import besides the standard library and numpy (--allow-import)."""
     nodes: list[str] = field(default_factory=list)
     """Node types enabled beyond generate/improve/fix (--node NAME or MODULE:ATTR; see cwm.nodes)."""
+    heldout_trajectories: list[int] | None = None
+    """Fixed held-out trajectories (set when a run's data grows, so new data never reshuffles the split)."""
 
 
 RESUME_SETTABLE = ("budget", "max_tokens", "max_cost_usd", "max_seconds", "timeout_s", "read_timeout_s",
@@ -116,7 +118,11 @@ RESUME_SETTABLE = ("budget", "max_tokens", "max_cost_usd", "max_seconds", "timeo
 """RunConfig fields a resume may change; every other field is fixed by the run's config.json."""
 
 
-def split_heldout(ds: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset | None]:
+def split_heldout(ds: Dataset, fraction: float, seed: int,
+                  fixed: list[int] | None = None) -> tuple[Dataset, Dataset | None]:
+    if fixed is not None:  # the split a run started with; trajectories added later all join the feedback
+        mask = np.isin(ds.trajectory, fixed)
+        return ds.subset(np.flatnonzero(~mask)), (ds.subset(np.flatnonzero(mask)) if mask.any() else None)
     trajs = np.unique(ds.trajectory)
     n_hold = 0 if len(trajs) < 2 or fraction <= 0 else max(1, round(fraction * len(trajs)))
     if n_hold == 0:
@@ -198,7 +204,7 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
     downtime = 0.0
     try:
         ds = load_for_env(cfg.env, cfg.dataset)
-        feedback, heldout = split_heldout(ds, cfg.heldout_fraction, cfg.seed)
+        feedback, heldout = split_heldout(ds, cfg.heldout_fraction, cfg.seed, cfg.heldout_trajectories)
         description = describe(cfg.env, cfg.description, cfg.describe, cfg.env_kwargs)
         params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
         hide = (str(Path(cfg.dataset).resolve().parent),) if cfg.dataset else ()

@@ -240,6 +240,12 @@ class Service:
         fields = await self._multipart(request)
         if "dataset" not in fields:
             raise web.HTTPBadRequest(text="multipart field 'dataset' (a cwm-dataset .npz) is required")
+        try:
+            repair_budget = int(fields.get("repair_budget", b"5").decode().strip())
+        except ValueError:
+            repair_budget = -1
+        if not 0 <= repair_budget <= 100:
+            raise web.HTTPBadRequest(text="'repair_budget' must be an integer in 0..100 (0: re-check only)")
         heldout_text = fields.get("heldout", b"false").decode().strip().lower()
         if heldout_text not in ("true", "false"):
             raise web.HTTPBadRequest(text="'heldout' must be true or false")
@@ -270,8 +276,13 @@ class Service:
         env.dataset, env.transitions = str(path), len(grown)
         self.store.put_env(env)
         recheck = await self._recheck(env.id, grown, new)
+        repair = None
+        if recheck is not None and not recheck["best_holds"] and repair_budget > 0:
+            repair = await self.runs.repair(recheck["run"], str(path), repair_budget)
+            repair = {"run": recheck["run"], "status": "queued", "budget": repair["budget"],
+                      "best_now": repair["best_now"]}
         return web.json_response({"env": env.id, "appended": len(new), "heldout": False,
-                                  "transitions": len(grown), "recheck": recheck})
+                                  "transitions": len(grown), "recheck": recheck, "repair": repair})
 
     async def _recheck(self, env_id: str, grown: Any, new: Any) -> dict[str, Any] | None:
         from cwm.sandbox import Sandbox, evaluate

@@ -94,6 +94,20 @@ class RunManager:
         self._schedule(rec)
         return rec
 
+    async def repair(self, run_id: str, dataset: str, extra_budget: int) -> dict[str, Any]:
+        """Re-score a finished run's tree on grown data and queue it to continue its search."""
+        from cwm.graph.repair import prepare_repair
+
+        rec = self.store.get_run(run_id)
+        if rec is None or rec.status != "done":
+            raise CwmError(f"run {run_id!r} is not a finished run")
+        result = await prepare_repair(Path(rec.run_dir), dataset, extra_budget)
+        rec.request = {**rec.request, "budget": result["budget"]}
+        rec.status = "queued"
+        self.store.put_run(rec)
+        self._schedule(rec)
+        return result
+
     def cancel(self, run_id: str) -> RunRecord | None:
         rec = self.store.get_run(run_id)
         if rec is None or rec.status in FINISHED:
@@ -144,6 +158,10 @@ class RunManager:
                             plan_episodes=int(req["plan"] or 0), run_id=rec.id, env_kwargs=dict(env.env_kwargs),
                             describe=str(req.get("describe", "docs+facts")),
                             allow_import=list(req.get("allow_import", [])), nodes=list(req.get("nodes", [])))
+            if resume and (run_dir / "config.json").is_file():
+                from cwm.graph.run import load_config
+
+                cfg.heldout_trajectories = load_config(run_dir).heldout_trajectories  # fixed by a repair
             rec.status = "running"
             self.store.put_run(rec)
             log.info("service.run_started", run_id=rec.id, env=rec.env, resume=resume)
