@@ -608,14 +608,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _allow_import(text: str) -> list[str]:
-    from cwm.sandbox.policy import validate_allow
-
-    return validate_allow(text)
-
-
-_ALLOW_IMPORT = A.ArgType("module list", _allow_import,
-                          lambda _scratch: ["", ",", "gymnasium", "not a module", "no_such_module_cwm"])
+_ALLOW_IMPORT = A.allow_import
 
 
 def _add_sandbox_flags(p: argparse.ArgumentParser) -> None:

@@ -376,3 +376,14 @@ def wants_json(argv: Sequence[str], args: Any = None) -> bool:
     if args is not None:
         return bool(getattr(args, "json", False))
     return "--json" in argv
+
+
+def _allow_import(text: str) -> list[str]:
+    from cwm.sandbox.policy import validate_allow
+
+    return validate_allow(text)
+
+
+allow_import = ArgType("module list", _allow_import,
+                       lambda _scratch: ["", ",", "gymnasium", "not a module", "no_such_module_cwm"])
+"""``--allow-import MODULE[,MODULE]``: importable, never an environment's own package."""

@@ -34,6 +34,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seeds", type=A.positive_int, default=1, help="seeds per (env, method) (default 1)")
     p.add_argument("--describe", choices=["docs", "docs+facts"],
                    help="what the prompts describe (default: the search's own default)")
+    p.add_argument("--allow-import", type=A.allow_import, action="extend", default=[], metavar="MODULE[,MODULE]",
+                   help="libraries programs may import besides the standard library and numpy (tool-using "
+                        "models; rows are labelled as ours)")
     p.add_argument("--plan-episodes", type=A.non_negative_int, default=10,
                    help="planning episodes per run (default 10; 0 skips planning)")
     p.add_argument("--cem", choices=["paper", "mpc"], default="paper",
@@ -79,7 +82,7 @@ def _spec(args: argparse.Namespace) -> Any:
                      describe=args.describe, cem=args.cem, simulations=args.simulations,
                      plan_max_steps=args.plan_max_steps, max_new_tokens=args.max_new_tokens,
                      temperature=args.temperature, prices=args.prices, timeout_s=args.timeout,
-                     read_timeout_s=args.read_timeout)
+                     read_timeout_s=args.read_timeout, allow_import=list(args.allow_import))
 
 
 def _bench_dir(args: argparse.Namespace) -> Path:

@@ -41,6 +41,8 @@ class BenchSpec:
     prices: str | None = None
     timeout_s: float = 1800.0
     read_timeout_s: float = 120.0
+    allow_import: list[str] = field(default_factory=list)
+    """Libraries the programs may import besides the standard library and numpy (tool-using models)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: Path) -> None:

@@ -56,6 +56,8 @@ def _config(spec: BenchSpec, run: RunSpec, max_cost: float | None) -> Any:
     }
     if spec.describe is not None:
         wanted["describe"] = spec.describe
+    if spec.allow_import:
+        wanted["allow_import"] = list(spec.allow_import)
     return RunConfig(**{k: v for k, v in wanted.items() if k in have})
 
 
@@ -177,7 +179,8 @@ async def run_one(spec: BenchSpec, run: RunSpec, bench_dir: Path, *, max_cost: f
     describe = summary.get("describe") or saved.get("describe") or "docs"
     row = {
         "env": run.env, "method": run.method, "seed": run.seed, "describe": describe, "llm": spec.llm,
-        "comparable": run.method in COMPARABLE_METHODS and describe == "docs",
+        "comparable": run.method in COMPARABLE_METHODS and describe == "docs" and not allow,
+        "allow_import": allow,
         "accuracy": scored["accuracy"], "train_accuracy": summary.get("accuracy"),
         "official_accuracy": scored["official_accuracy"], "strict_accuracy": scored["strict_accuracy"],
         "heldout_accuracy": summary.get("heldout_accuracy"), "ceiling": scored["ceiling"],
