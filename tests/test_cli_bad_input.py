@@ -168,10 +168,12 @@ def test_bad_value_is_refused_in_one_line(cmd: str, dest: str, scratch: Path, st
 
 
 @pytest.mark.parametrize("dest", GLOBAL)
-def test_bad_global_option(dest: str, stubbed: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_global_option(dest: str, stubbed: None, scratch: Path, capsys: pytest.CaptureFixture[str]) -> None:
     action = next(a for a in _valued(cli.build_parser()) if a.dest == dest)
-    assert action.choices, f"global option {dest} needs bad values here"
-    _assert_refused([action.option_strings[-1], "no-such-choice", "envs"], capsys, mention=action.option_strings[-1])
+    bad = ["no-such-choice"] if action.choices else _bad_values("(global)", action, scratch)
+    assert bad, f"global option {dest} needs bad values here"
+    for value in bad:
+        _assert_refused([action.option_strings[-1], value, "envs"], capsys, mention=action.option_strings[-1])
 
 
 @pytest.mark.parametrize("cmd", sorted(c for c in COMMANDS if any(a.required for a in _valued(COMMANDS[c]))))

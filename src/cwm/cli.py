@@ -645,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", default="auto", choices=["auto", "console", "json"],
                         help="events on stderr: console for people, json lines for log pipelines "
                              "(auto: console on a terminal, json otherwise)")
+    parser.add_argument("--import", dest="imports", type=A.module_name, action="append", default=[],
+                        metavar="MODULE", help="import MODULE first, so the environments it registers with "
+                        "gymnasium.register can be named by --env (repeatable; before COMMAND)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="score a Code World Model program against recorded transitions")
@@ -812,8 +815,37 @@ def _usage_error(exc: CwmError, as_json: bool) -> int:
     return EXIT_USAGE
 
 
+def import_user_modules(argv: list[str]) -> list[str]:
+    """Import the ``--import MODULE`` modules named before the command, so that the environments they
+    register exist when ``--env`` is checked (which happens while the arguments are parsed)."""
+    names: list[str] = []
+    for i, tok in enumerate(argv):
+        if not tok.startswith("-"):
+            break  # the command: options after it belong to it
+        if tok == "--import" and i + 1 < len(argv):
+            names.append(argv[i + 1])
+        elif tok.startswith("--import="):
+            names.append(tok.split("=", 1)[1])
+    if names and "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # a module next to the user, as `python -m` would find it
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # the user's module: any failure is theirs to fix, in one line
+            raise CwmError(f"--import {name}: {type(exc).__name__}: {exc}",
+                           hint="check the module name and that it imports on its own "
+                                f"(python -c 'import {name}')") from exc
+    return names
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        import_user_modules(argv)
+    except CwmError as exc:
+        return _usage_error(exc, A.wants_json(argv))
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
