@@ -1,0 +1,30 @@
+"""The Python API does what the CLI does: check, search and plan, end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import cwm.api as cwm_api
+from cwm.agents.llm.fake_server import FakeLLMServer
+from fake_llm import fenced
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+async def test_check_search_and_plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CWM_CACHE_DIR", str(tmp_path / "cache"))
+    code = (EXAMPLES / "cartpole_cwm.py").read_text(encoding="utf-8")
+    report = await cwm_api.check(code, "CartPole-v1")
+    assert report.passed and report.accuracy == 1.0
+    wrong = await cwm_api.check(code.replace("1.0, done", "0.5, done"), "CartPole-v1", max_failures=2)
+    assert not wrong.passed and len(wrong.failures) == 2
+
+    async with FakeLLMServer([fenced("wrong_reward"), fenced("good", improve=True)]) as llm:
+        summary = await cwm_api.synthesize("CartPole-v1", f"openai:fake@{llm.base_url}", out=tmp_path / "run",
+                                           budget=4, describe="docs")
+    assert summary["accuracy"] == 1.0 and summary["stop"] == "solved" and summary["llm_calls"] == 2
+
+    result = await cwm_api.plan("CartPole-v1", str(tmp_path / "run"), episodes=1, max_steps=5, simulations=4)
+    assert result["returns"] == [5.0] and result["planner"] == "mcts"
