@@ -645,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", default="auto", choices=["auto", "console", "json"],
                         help="events on stderr: console for people, json lines for log pipelines "
                              "(auto: console on a terminal, json otherwise)")
+    parser.add_argument("--otel", choices=["console", "otlp"], default=None,
+                        help="OpenTelemetry spans per LLM call, sandbox evaluation and expansion (extra `otel`): "
+                             "to stderr, or to the OTLP endpoint of OTEL_EXPORTER_OTLP_*")
     parser.add_argument("--import", dest="imports", type=A.module_name, action="append", default=[],
                         metavar="MODULE", help="import MODULE first, so the environments it registers with "
                         "gymnasium.register can be named by --env (repeatable; before COMMAND)")
@@ -856,6 +859,10 @@ def main(argv: list[str] | None = None) -> int:
 
     configure(args.log_level, fmt=args.log_format)
     try:
+        if args.otel is not None:
+            from cwm.telemetry import enable
+
+            enable(exporter=args.otel)
         code: int = args.func(args)
         return code
     except CwmError as exc:

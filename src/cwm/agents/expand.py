@@ -34,6 +34,7 @@ from cwm.envs.dataset import Dataset
 from cwm.nodes.builtin import messages_for, parent_view
 from cwm.nodes.context import BudgetedLLM, NodeBudgetExceeded, NodeContext
 from cwm.nodes.registry import NodeSpec, run_nodes
+from cwm.telemetry import traced
 from cwm.tools.box import ToolDeps, ToolLimitReached, bind_tools
 from cwm.tools.check import CheckProgram
 
@@ -132,6 +133,7 @@ async def run_node(spec: NodeSpec, ctx: NodeContext) -> tuple[str | None, str | 
     return program, None if program else NO_PROGRAM
 
 
+@traced("cwm.expand")
 async def run_expansion(deps: AgentDeps, action_type: str, index: int, parent: dict[str, Any], *,
                         known: dict[str, int] | None = None, show_failures: int = 1,
                         turns_left: int | None = None) -> tuple[ExpansionResult, dict[str, Any]]:

@@ -13,6 +13,7 @@ from typing import Any
 from cwm.envs.dataset import Dataset
 from cwm.sandbox.scoring import Metric, TransitionScore, score_all
 from cwm.sandbox.worker import IOSpec, Limits, ProgramError, Sandbox, SandboxConfig, SessionFailed
+from cwm.telemetry import traced
 
 MAX_TRANSITION_TIMEOUTS = 3
 """Stop after this many transitions hit the per-transition timer: the program is too slow to be useful."""
@@ -80,6 +81,7 @@ def _failure(ds: Dataset, i: int, ts: TransitionScore) -> dict[str, Any]:
     }
 
 
+@traced("cwm.sandbox.evaluate")
 async def evaluate(sandbox: Sandbox, code: str, ds: Dataset, *, metric: Metric = "cwm",
                    max_failures: int = 5, limits: Limits | None = None) -> ScoreReport:
     """Load ``code`` in a fresh child, collect a prediction per transition, and score them here."""

@@ -32,6 +32,7 @@ from cwm.agents.llm.providers import ADAPTERS, TOOL_CHOICES, Adapter, OpenAIAdap
 from cwm.agents.llm.spec import ProviderSpec, parse_provider
 from cwm.agents.llm.transport import Transport, TransportConfig
 from cwm.agents.llm.types import Completion, LLMError, Message, SamplingParams, ToolSpec
+from cwm.telemetry import traced
 
 log = structlog.get_logger("cwm.llm")
 
@@ -121,6 +122,7 @@ class LLMClient:
                 self._adapter = ADAPTERS[self.spec.api](self.spec, self.spec.base_url or "")
         return self._adapter
 
+    @traced("cwm.llm.call")
     async def complete(self, messages: list[Message], params: SamplingParams | None = None, *,
                        tools: Sequence[ToolSpec] = (), tool_choice: str = "auto",
                        sample_index: int = 0) -> Completion:
