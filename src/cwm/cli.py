@@ -386,7 +386,7 @@ _RESUME_FLAGS = {"budget": "budget", "max_tokens": "max_tokens", "max_cost": "ma
                  "max_time": "max_seconds", "timeout": "timeout_s", "read_timeout": "read_timeout_s",
                  "prices": "prices", "record": "record"}
 """Flags a resume honours (it extends or re-limits the run); every other one is fixed by config.json."""
-_NOT_RUN_FLAGS = {"resume", "json", "func", "command", "log_level", "log_format", "defaults_of"}
+_NOT_RUN_FLAGS = {"resume", "json", "func", "command", "log_level", "log_format", "defaults_of", "imports", "otel"}
 
 
 def _resume_config(args: argparse.Namespace, run_dir: Path) -> Any:
