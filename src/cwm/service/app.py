@@ -275,17 +275,20 @@ class Service:
         await asyncio.to_thread(grown.save, path)
         env.dataset, env.transitions = str(path), len(grown)
         self.store.put_env(env)
-        recheck = await self._recheck(env.id, grown, new)
+        recheck = await self._recheck(env.id, grown, new, will_repair=repair_budget > 0)
         repair = None
         if recheck is not None and not recheck["best_holds"] and repair_budget > 0:
-            repair = await self.runs.repair(recheck["run"], str(path), repair_budget)
-            repair = {"run": recheck["run"], "status": "queued", "budget": repair["budget"],
-                      "best_now": repair["best_now"]}
+            done = await self.runs.repair(recheck["run"], str(path), repair_budget)
+            recheck["nodes"], recheck["best_node_now"] = done["nodes"], done["best_node"]  # on the feedback set
+            repair = {"run": recheck["run"], "status": "queued", "budget": done["budget"],
+                      "best_now": done["best_now"]}
         return web.json_response({"env": env.id, "appended": len(new), "heldout": False,
                                   "transitions": len(grown), "recheck": recheck, "repair": repair})
 
-    async def _recheck(self, env_id: str, grown: Any, new: Any) -> dict[str, Any] | None:
-        from cwm.sandbox import Sandbox, evaluate
+    async def _recheck(self, env_id: str, grown: Any, new: Any, will_repair: bool) -> dict[str, Any] | None:
+        """The latest finished run's best program on the new transitions, and every node re-scored on the
+        grown data; skipped when the best fails and a repair follows (the repair re-scores every node)."""
+        from cwm.sandbox import Sandbox, SandboxConfig, evaluate
 
         done = [r for r in self.store.list_runs("done") if r.env == env_id]
         if not done:
@@ -298,10 +301,10 @@ class Service:
         nodes = json.loads(tree_path.read_text(encoding="utf-8")).get("nodes", [])
         best = best_path.read_text(encoding="utf-8")
         rescored = []
-        async with Sandbox() as sandbox:
+        async with Sandbox(SandboxConfig(allow_import=tuple(run.request.get("allow_import", [])))) as sandbox:
             on_new = await evaluate(sandbox, best, new, max_failures=3)
             on_all = await evaluate(sandbox, best, grown, max_failures=0)
-            for n in nodes:
+            for n in nodes if on_new.passed or not will_repair else []:
                 if n.get("program") and n.get("duplicate_of") is None:
                     r = await evaluate(sandbox, n["program"], grown, max_failures=0)
                     rescored.append({"node": n["id"], "before": n.get("score"), "accuracy": r.accuracy})

@@ -67,14 +67,6 @@ class RunManager:
             self._llm_limits[key] = asyncio.Semaphore(self._llm_concurrency)
         return self._llm_limits[key]
 
-    @property
-    def running(self) -> int:
-        return sum(1 for r in self.store.list_runs("running"))
-
-    @property
-    def queued(self) -> int:
-        return sum(1 for r in self.store.list_runs("queued"))
-
     def recover(self) -> int:
         """Reschedule every run the previous server process left unfinished; returns how many."""
         pending = [r for r in self.store.list_runs() if r.status in ("queued", "running")]
