@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 
 from cwm.errors import CwmError
-from cwm.sandbox.worker import IOSpec, Limits, ProgramError, ProgramSession, Sandbox, SandboxConfig, SessionFailed
+from cwm.sandbox.worker import Limits, ProgramError, ProgramSession, Sandbox, SandboxConfig, SessionFailed
 
 T = TypeVar("T")
 
@@ -39,17 +39,15 @@ class CodeWorldModelEnv(gym.Env[Any, Any]):
 
     def __init__(self, program: str, env: str, *, env_kwargs: dict[str, Any] | None = None,
                  sandbox: SandboxConfig | None = None, step_timeout_s: float = 10.0) -> None:
-        from cwm.envs.collect import space_kinds
         from cwm.envs.registry import make_env
+        from cwm.planning.agent import env_io_spec
 
         self._real: Any = make_env(env, **(env_kwargs or {}))
         self.observation_space = self._real.observation_space
         self.action_space = self._real.action_space
-        state_kind, dtype, action_kind = space_kinds(self._real)
-        self._obs_dtype = np.dtype(dtype)
-        self._state_kind = state_kind
-        self._io = IOSpec(state_kind, str(np.dtype(dtype)), action_kind,
-                          "int64" if action_kind == "int" else "float64")
+        self._io, _ = env_io_spec(self._real)
+        self._obs_dtype = np.dtype(self._io.state_dtype)
+        self._state_kind = self._io.state_kind
         self._timeout = step_timeout_s
         self._state: Any = None
         self._loop = asyncio.new_event_loop()

@@ -93,7 +93,8 @@ def resolve_program(model: str) -> Path:
     return path
 
 
-def _io_spec(env: Any) -> tuple[IOSpec, int | None]:
+def env_io_spec(env: Any) -> tuple[IOSpec, int | None]:
+    """How the sandbox rebuilds this environment's states and actions, and its number of discrete actions."""
     from cwm.envs.collect import space_kinds
 
     state_kind, dtype, action_kind = space_kinds(env)
@@ -140,7 +141,7 @@ async def plan(cfg: PlanConfig, *, code: str | None = None, sandbox: Sandbox | N
             if sandbox is None:
                 own_sandbox = sandbox = Sandbox(SandboxConfig(limits=Limits()))
                 await sandbox.start()
-            io, n = _io_spec(env)
+            io, n = env_io_spec(env)
             session, loaded = await sandbox.load(code, io)
             if not loaded.ok:
                 assert loaded.error is not None
