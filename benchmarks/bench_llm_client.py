@@ -15,7 +15,7 @@ import asyncio
 import statistics
 import time
 
-from cwm.agents.llm import LLMClient, Message, TransportConfig, close_shared_session
+from cwm.agents.llm import LLMClient, Message, TransportConfig
 from cwm.agents.llm.fake_server import FakeLLMServer, Reply
 from cwm.tracing import configure
 
@@ -25,21 +25,24 @@ MSGS = [Message("system", "You write Python."), Message("user", "x" * 2000)]
 async def main(calls: int, latency: float) -> None:
     async with FakeLLMServer(default=Reply("y" * 2000)) as server:
         c = LLMClient.from_string(f"openai:bench@{server.base_url}", transport=TransportConfig(concurrency=64))
+        await c.__aenter__()  # pooled connections, as in a run
         await c.complete(MSGS)
         times = []
         for i in range(calls):
             t0 = time.perf_counter()
             await c.complete(MSGS, sample_index=i)
             times.append(time.perf_counter() - t0)
+        await c.aclose()
     async with FakeLLMServer(default=Reply("y" * 2000, delay=latency)) as server:
         c = LLMClient.from_string(f"openai:bench@{server.base_url}", transport=TransportConfig(concurrency=64))
+        await c.__aenter__()
         await c.complete(MSGS)
         walls = []
         for r in range(5):
             t0 = time.perf_counter()
             await c.sample(MSGS, k=32, first_index=1000 * (r + 1))
             walls.append(time.perf_counter() - t0)
-    await close_shared_session()
+        await c.aclose()
     med = statistics.median(times)
     wall = statistics.median(walls)
     print(f"per-call round trip through the client (instant server): median {med * 1e3:.2f} ms "

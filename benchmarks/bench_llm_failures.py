@@ -18,7 +18,7 @@ import socket
 import statistics
 import time
 
-from cwm.agents.llm import LLMClient, LLMUnavailable, Message, TransportConfig, close_shared_session
+from cwm.agents.llm import LLMClient, LLMUnavailable, Message, TransportConfig
 from cwm.agents.llm.fake_server import FakeLLMServer, Reply
 from cwm.tracing import configure
 
@@ -56,13 +56,13 @@ async def silent(read_timeout: float) -> float:
 
 async def round_trip(stream: bool, rounds: int) -> float:
     async with FakeLLMServer(default=Reply("y" * 2000, chunks=20)) as server:
-        c = LLMClient.from_string(f"openai:m@{server.base_url}", stream=stream)
-        await c.complete(MSGS)
-        times = []
-        for i in range(rounds * 5):
-            t0 = time.perf_counter()
-            await c.complete(MSGS, sample_index=i + 1)
-            times.append(time.perf_counter() - t0)
+        async with LLMClient.from_string(f"openai:m@{server.base_url}", stream=stream) as c:
+            await c.complete(MSGS)
+            times = []
+            for i in range(rounds * 5):
+                t0 = time.perf_counter()
+                await c.complete(MSGS, sample_index=i + 1)
+                times.append(time.perf_counter() - t0)
         return statistics.median(times)
 
 
@@ -74,7 +74,6 @@ async def main(rounds: int, read_timeout: float) -> None:
     streamed, body = await round_trip(True, rounds), await round_trip(False, rounds)
     print(f"round trip, 2000-char reply in 20 events: streamed {streamed * 1e3:.2f} ms, "
           f"one JSON body {body * 1e3:.2f} ms (median of {rounds * 5})")
-    await close_shared_session()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cwm.agents.llm import LLMClient, Message, SamplingParams, close_shared_session
+from cwm.agents.llm import LLMClient, Message, SamplingParams
 from cwm.envs.dataset import load_for_env
 from cwm.envs.registry import make_env
 from cwm.planning.models import ProgramModel
@@ -61,7 +61,7 @@ async def main(llm: str, llm_calls: int) -> None:
     for _ in range(20000):
         env.step(np.array([0.5]))
     rows.append(("real gymnasium Pendulum-v1 step", (time.perf_counter() - t0) / 20000))
-    client = LLMClient.from_string(llm)
+    client = await LLMClient.from_string(llm).__aenter__()
     shots = "\n".join(f"state {ds.wire_state(i)} action {ds.wire_action(i)} -> next state {ds.next_state[i].tolist()}"
                       for i in range(3))
     llm_times = []
@@ -72,7 +72,7 @@ async def main(llm: str, llm_calls: int) -> None:
         await client.complete([Message("user", prompt)], SamplingParams(temperature=0.0, max_tokens=40),
                               sample_index=i)
         llm_times.append(time.perf_counter() - t0)
-    await close_shared_session()
+    await client.aclose()
     rows.append((f"LLM as world model ({llm}, 40 new tokens)", statistics.median(llm_times)))
     base = rows[-2][1]
     for name, sec in rows:

@@ -337,17 +337,15 @@ def make_llm_client(args: argparse.Namespace) -> Any:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from cwm.agents.llm import Message, SamplingParams, close_shared_session
+    from cwm.agents.llm import Message, SamplingParams
 
     client = make_llm_client(args)
     messages = ([Message("system", args.system)] if args.system else []) + [Message("user", args.prompt)]
     params = SamplingParams(temperature=args.temperature, top_p=args.top_p, max_tokens=args.max_tokens)
 
     async def run() -> list[Any]:
-        try:
+        async with client:
             return list(await client.sample(messages, params, k=args.k))
-        finally:
-            await close_shared_session()
 
     from cwm.agents.llm import LLMUnavailable
 

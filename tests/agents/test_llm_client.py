@@ -21,18 +21,11 @@ from cwm.agents.llm import (
     ResponseCache,
     SamplingParams,
     TransportConfig,
-    close_shared_session,
 )
 from cwm.agents.llm.fake_server import Drop, Fail, FakeLLMServer, Malformed, Reply, Truncate
 
 MSGS = [Message("system", "You write Python."), Message("user", "Write a CartPole model.")]
 FAST = TransportConfig(retries=3, backoff_base=0.01, backoff_cap=0.05, read_timeout=5, call_timeout=10)
-
-
-@pytest.fixture(autouse=True)
-async def _close_session():
-    yield
-    await close_shared_session()
 
 
 def client(server: FakeLLMServer, api: str = "openai", **kw) -> LLMClient:

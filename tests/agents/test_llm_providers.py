@@ -18,18 +18,11 @@ from cwm.agents.llm import (
     PriceTable,
     ResponseCache,
     TransportConfig,
-    close_shared_session,
 )
 from cwm.agents.llm.fake_server import FakeLLMServer, Reply
 
 MSGS = [Message("user", "Write a CartPole model.")]
 QUICK = TransportConfig(retries=6, backoff_base=0.01, backoff_cap=0.05, read_timeout=5, call_timeout=30)
-
-
-@pytest.fixture(autouse=True)
-async def _close_session():
-    yield
-    await close_shared_session()
 
 
 def closed_port() -> int:

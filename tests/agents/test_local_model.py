@@ -10,7 +10,7 @@ import importlib.util
 
 import pytest
 
-from cwm.agents.llm import LLMClient, Message, SamplingParams, TransportConfig, close_shared_session
+from cwm.agents.llm import LLMClient, Message, SamplingParams, TransportConfig
 from cwm.agents.llm.local import local_server
 
 # find_spec, not importorskip: importing llama_cpp here would leak its /dev/null handles into this process
@@ -35,6 +35,5 @@ async def test_embedded_llama_cpp_server_answers_and_is_reused():
             assert out.usage.output_tokens > 0 and not out.usage.estimated
         assert client.accounting.calls == 2 and client.accounting.cost_usd == 0.0
     finally:
-        await close_shared_session()
         server.stop()
     assert server.proc is None

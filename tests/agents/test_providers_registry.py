@@ -14,7 +14,6 @@ from cwm.agents.llm import (
     ProviderDefaults,
     ProviderSpec,
     TransportConfig,
-    close_shared_session,
     parse_provider,
     provider_names,
     register_provider,
@@ -24,12 +23,6 @@ from cwm.agents.llm.fake_server import FakeLLMServer, Reply
 from cwm.errors import CwmError
 
 FAST = TransportConfig(retries=1, backoff_base=0.01, read_timeout=5, call_timeout=10)
-
-
-@pytest.fixture(autouse=True)
-async def _close_session():
-    yield
-    await close_shared_session()
 
 
 @pytest.fixture

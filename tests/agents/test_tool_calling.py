@@ -19,7 +19,6 @@ from cwm.agents.llm import (
     ToolSpec,
     TransportConfig,
     call_key,
-    close_shared_session,
     parse_provider,
 )
 from cwm.agents.llm.fake_server import FakeLLMServer, Reply
@@ -31,12 +30,6 @@ SHOW = ToolSpec("show_transitions", "Show training transitions by index.",
                 {"type": "object", "properties": {"indices": {"type": "array", "items": {"type": "integer"}}}})
 MSGS = [Message("system", "You write Python."), Message("user", "Fix this program.")]
 CODE = "class Environment:\n    pass\n"
-
-
-@pytest.fixture(autouse=True)
-async def _close_session():
-    yield
-    await close_shared_session()
 
 
 def client(server: FakeLLMServer, api: str, **kw) -> LLMClient:

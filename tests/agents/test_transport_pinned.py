@@ -98,7 +98,6 @@ async def serve():
         return f"http://127.0.0.1:{port}/v1"
 
     yield start
-    await tr.close_shared_session()
     for r in runners:
         await r.cleanup()
 
@@ -181,11 +180,8 @@ async def test_connection_refused_fails_at_once(waits):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     t = Transport("p", None, TransportConfig(retries=5))
-    try:
-        with pytest.raises(LLMUnavailable, match="connection refused") as exc:
-            await t.call(f"http://127.0.0.1:{port}/v1", {}, {})
-    finally:
-        await tr.close_shared_session()
+    with pytest.raises(LLMUnavailable, match="connection refused") as exc:
+        await t.call(f"http://127.0.0.1:{port}/v1", {}, {})
     assert exc.value.attempts == 1 and waits == []
 
 
@@ -323,7 +319,6 @@ async def test_a_silent_server_gives_up_with_the_read_timeout_hint():
         with pytest.raises(LLMUnavailable) as exc:
             await Transport("p", None, TransportConfig(retries=0, read_timeout=0.2)).call(url, {}, {})
     finally:
-        await tr.close_shared_session()
         await runner.cleanup()
     assert "--read-timeout" in (exc.value.hint or "") and "0.2 s" in (exc.value.hint or "")
     # the client's own reason is kept; "no data for N s" stands in only for a timeout without one

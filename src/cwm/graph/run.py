@@ -41,14 +41,15 @@ from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
 from cwm.agents.expand import AgentDeps
 from cwm.agents.llm import (
+    CallLimit,
     Cassette,
+    HttpPool,
     LLMClient,
     PaidLedger,
     PriceTable,
     ResponseCache,
     SamplingParams,
     TransportConfig,
-    close_shared_session,
     parse_provider,
 )
 from cwm.envs.dataset import Dataset, load_for_env
@@ -148,9 +149,12 @@ def load_config(run_dir: Path) -> RunConfig:
                        hint="pass the --out directory of an earlier `cwm synthesize`") from exc
 
 
-def make_client(cfg: RunConfig, run_dir: Path, llm_limit: asyncio.Semaphore | None = None) -> LLMClient:
-    """The run's LLM client. Refuses (exit 2), before any file or connection is made, a hosted provider
-    without its API key and a ``--max-cost`` for a model whose price is unknown."""
+def make_client(cfg: RunConfig, run_dir: Path, *, http: HttpPool | None = None,
+                limit: CallLimit | None = None) -> LLMClient:
+    """The run's LLM client (its cache, ledger and prices live in the run directory). Refuses (exit 2),
+    before any file or connection is made, a hosted provider without its API key and a ``--max-cost``
+    for a model whose price is unknown. A host lends ``http`` (its connection pool) and ``limit`` (the
+    provider's call cap it shares among its runs); the caller closes the client."""
     spec = parse_provider(cfg.llm)
     prices = PriceTable.from_file(cfg.prices) if cfg.prices else PriceTable()
     if cfg.max_cost_usd is not None and prices.lookup(spec.model) is None:
@@ -162,20 +166,32 @@ def make_client(cfg: RunConfig, run_dir: Path, llm_limit: asyncio.Semaphore | No
         Cassette(cfg.replay, "replay") if cfg.replay else None)
     return LLMClient(spec, cache=ResponseCache(Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "llm-cache"),
                      cassette=cassette, prices=prices, stream=cfg.stream,
-                     ledger=PaidLedger(run_dir / "llm-ledger.jsonl"),
+                     ledger=PaidLedger(run_dir / "llm-ledger.jsonl"), http=http,
                      transport=TransportConfig(concurrency=max(cfg.concurrency, 1), read_timeout=cfg.read_timeout_s,
-                                               call_timeout=cfg.timeout_s, shared_limit=llm_limit))
+                                               call_timeout=cfg.timeout_s, shared_limit=limit))
 
 
-async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
-                     on_progress: Any = None, close_session: bool = True,
-                     llm_limit: asyncio.Semaphore | None = None) -> dict[str, Any]:
+def sandbox_config(cfg: RunConfig, run_dir: Path) -> SandboxConfig:
+    """The sandbox a run's candidates are scored in: the run directory and the dataset's folder hidden
+    (a candidate must not read its own answers), the run's import policy and limits."""
+    if cfg.preload:  # LLM-written candidates never run where the environment is already in memory
+        raise CwmError("--preload is for trusted reference models (cwm check); synthesize scores "
+                       "untrusted programs", hint="drop --preload; use --allow-import for libraries")
+    hide = (str(Path(cfg.dataset).resolve().parent),) if cfg.dataset else ()
+    return SandboxConfig(limits=Limits(memory_mb=cfg.memory_mb, load_s=cfg.load_timeout_s),
+                         isolation=cfg.isolation,  # type: ignore[arg-type]
+                         hide=(*hide, str(run_dir.resolve())), allow_import=tuple(cfg.allow_import))
+
+
+async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False, on_progress: Any = None,
+                     client: LLMClient | None = None, sandbox: Sandbox | None = None) -> dict[str, Any]:
     """Run (or resume) a search; returns the summary also written to ``summary.json``.
 
-    ``close_session``: close the event loop's shared HTTP session at the end (what a one-run process
-    wants). A host running several runs on one loop (the service, the bench) passes False and closes it
-    once, at shutdown, so one run ending never cuts another's calls. ``llm_limit``: a provider-wide
-    cap on calls in flight that the host shares among its runs.
+    Dependencies are injected: a host running many runs (the service, the bench) passes each run a
+    ``client`` from ``make_client(cfg, run_dir, http=its_pool, limit=its_cap)`` and may pass an open
+    ``sandbox`` built from ``sandbox_config(cfg, run_dir)``; it owns and closes both. What is not passed
+    is built from ``cfg`` here and closed when the run ends, so nothing a run opened outlives it and
+    nothing it borrowed is closed under another run.
     """
     if cfg.budget < 1 or cfg.concurrency < 1:
         raise CwmError("--budget and --concurrency must be at least 1")
@@ -189,15 +205,20 @@ async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False,
             saved = load_config(run_dir)
             cfg.method, cfg.method_version = saved.method, saved.method_version
     cfg.method_version = method_version(cfg.method, cfg.method_version)
-    client = make_client(cfg, run_dir, llm_limit)
+    box = sandbox_config(cfg, run_dir) if sandbox is None else None
+    own_client = client is None
+    run_client = make_client(cfg, run_dir) if client is None else client
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", asdict(cfg))  # a resume may have raised the budget or limits
-    with trace_to(run_dir / "trace.jsonl"), structlog.contextvars.bound_contextvars(run_id=cfg.run_id):
-        return await _synthesize(cfg, run_dir, resume, on_progress, client, close_session)
+    async with contextlib.AsyncExitStack() as owned:
+        if own_client:
+            await owned.enter_async_context(run_client)  # pooled connections for this run, closed at its end
+        with trace_to(run_dir / "trace.jsonl"), structlog.contextvars.bound_contextvars(run_id=cfg.run_id):
+            return await _synthesize(cfg, run_dir, resume, on_progress, run_client, sandbox, box)
 
 
 async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: Any,
-                      client: LLMClient, close_session: bool = True) -> dict[str, Any]:
+                      client: LLMClient, given_sandbox: Sandbox | None, box: SandboxConfig | None) -> dict[str, Any]:
     segments = Segments(run_dir / "segments.json")
     segments.begin()
     beat = asyncio.create_task(segments.heartbeat())
@@ -207,15 +228,10 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
         feedback, heldout = split_heldout(ds, cfg.heldout_fraction, cfg.seed, cfg.heldout_trajectories)
         description = describe(cfg.env, cfg.description, cfg.describe, cfg.env_kwargs)
         params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
-        hide = (str(Path(cfg.dataset).resolve().parent),) if cfg.dataset else ()
-        limits = Limits(memory_mb=cfg.memory_mb, load_s=cfg.load_timeout_s)
-        if cfg.preload:  # LLM-written candidates never run where the environment is already in memory
-            raise CwmError("--preload is for trusted reference models (cwm check); synthesize scores "
-                           "untrusted programs", hint="drop --preload; use --allow-import for libraries")
-        box = SandboxConfig(limits=limits, isolation=cfg.isolation,  # type: ignore[arg-type]
-                            hide=(*hide, str(run_dir.resolve())), allow_import=tuple(cfg.allow_import))
         graph = build_graph()
-        async with Sandbox(box) as sandbox, \
+        sandbox_cm: contextlib.AbstractAsyncContextManager[Sandbox] = \
+            Sandbox(box) if box is not None else contextlib.nullcontext(given_sandbox)  # type: ignore[arg-type]
+        async with sandbox_cm as sandbox, \
                 AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoint.sqlite")) as saver:
             app = graph.compile(checkpointer=saver)
             config: Any = {"configurable": {"thread_id": THREAD}, "recursion_limit": 4 * cfg.budget + 50}
@@ -235,7 +251,8 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
                              calls=prior.get("calls"), budget=cfg.budget)
                     await app.aupdate_state(config, {"stop": None}, as_node="expand")
             agents = AgentDeps(llm=client, sandbox=sandbox, feedback=feedback, heldout=heldout,
-                               description=description, params=params, limits=limits, run_dir=run_dir,
+                               description=description, params=params, limits=sandbox.config.limits,
+                               run_dir=run_dir,
                                nodes=run_nodes(list(cfg.nodes)), run_id=cfg.run_id)
             # the search measures time from its first step, downtime included: give the limit that back
             max_seconds = None if cfg.max_seconds is None else cfg.max_seconds + downtime
@@ -256,8 +273,6 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
         with contextlib.suppress(asyncio.CancelledError):
             await beat
         segments.tick()
-        if close_session:
-            await close_shared_session()
     return _finish(cfg, run_dir, final, segments, downtime, client)
 
 

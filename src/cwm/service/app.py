@@ -547,9 +547,7 @@ class Service:
         await self.runs.drain()
         for t in list(self._collections):
             t.cancel()
-        from cwm.agents.llm import close_shared_session
-
-        await close_shared_session()
+        await self.runs.close()
         self.store.close()
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from cwm.agents.llm.limits import ProviderLimits
+from cwm.agents.llm.transport import HttpPool
 from cwm.errors import CwmError
 from cwm.service.store import FINISHED, EnvRecord, RunRecord, Store
 
@@ -52,20 +54,10 @@ class RunManager:
         self._slots = asyncio.Semaphore(max_runs)
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._accepting = True
-        self._llm_concurrency = llm_concurrency
-        self._llm_limits: dict[str, asyncio.Semaphore] = {}
+        self.http = HttpPool()
+        """Connections every run's LLM client borrows; closed once, by ``close`` at shutdown."""
+        self.limits = ProviderLimits(llm_concurrency)
         """One cap per provider (name and base URL), shared by every run of this server."""
-
-    def llm_limit(self, llm: str) -> asyncio.Semaphore | None:
-        if self._llm_concurrency is None:
-            return None
-        from cwm.agents.llm.spec import parse_provider
-
-        spec = parse_provider(llm)
-        key = f"{spec.name}@{spec.base_url}"
-        if key not in self._llm_limits:
-            self._llm_limits[key] = asyncio.Semaphore(self._llm_concurrency)
-        return self._llm_limits[key]
 
     def recover(self) -> int:
         """Reschedule every run the previous server process left unfinished; returns how many."""
@@ -119,6 +111,10 @@ class RunManager:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    async def close(self) -> None:
+        """After ``drain``: release what the runs shared."""
+        await self.http.aclose()
+
     def _schedule(self, rec: RunRecord) -> None:
         task = asyncio.create_task(self._execute(rec.id), name=f"cwm-run-{rec.id}")
         self._tasks[rec.id] = task
@@ -130,7 +126,7 @@ class RunManager:
         task.add_done_callback(forget)
 
     async def _execute(self, run_id: str) -> None:
-        from cwm.graph.run import RunConfig, synthesize
+        from cwm.graph.run import RunConfig, make_client, synthesize
 
         async with self._slots:
             rec = self.store.get_run(run_id)
@@ -165,8 +161,8 @@ class RunManager:
                     self.store.put_run(current)
 
             try:
-                summary = await synthesize(cfg, run_dir, resume=resume, on_progress=progress, close_session=False,
-                                           llm_limit=self.llm_limit(cfg.llm))
+                client = make_client(cfg, run_dir, http=self.http, limit=self.limits.for_llm(cfg.llm))
+                summary = await synthesize(cfg, run_dir, resume=resume, on_progress=progress, client=client)
             except asyncio.CancelledError:
                 current = self.store.get_run(run_id)
                 if current is not None and current.status == "running":  # a shutdown, not a DELETE

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from cwm.agents.llm.cache import Cassette, ResponseCache, call_key
     from cwm.agents.llm.client import Accounting, LLMClient
     from cwm.agents.llm.ledger import LedgerTotals, PaidCall, PaidLedger
+    from cwm.agents.llm.limits import ProviderLimits
     from cwm.agents.llm.pricing import PriceTable
     from cwm.agents.llm.spec import (
         ProviderDefaults,
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
         register_provider,
         unregister_provider,
     )
-    from cwm.agents.llm.transport import TransportConfig, close_shared_session
+    from cwm.agents.llm.transport import CallLimit, HttpPool, TransportConfig
     from cwm.agents.llm.types import (
         Completion,
         LLMAuthError,
@@ -44,17 +45,18 @@ _HOMES = {
     "pricing": ["PriceTable"],
     "spec": ["ProviderDefaults", "ProviderSpec", "parse_provider", "provider_names", "register_provider",
              "unregister_provider"],
-    "transport": ["TransportConfig", "close_shared_session"],
+    "limits": ["ProviderLimits"],
+    "transport": ["CallLimit", "HttpPool", "TransportConfig"],
     "types": ["Completion", "LLMAuthError", "LLMError", "LLMRequestError", "LLMUnavailable", "Message",
               "SamplingParams", "ToolCall", "ToolSpec", "Usage"],
 }
 _WHERE = {name: module for module, names in _HOMES.items() for name in names}
 
-__all__ = ["Accounting", "Cassette", "Completion", "LLMAuthError", "LLMClient", "LLMError", "LLMRequestError",
-           "LLMUnavailable", "LedgerTotals", "Message", "PaidCall", "PaidLedger", "PriceTable", "ProviderDefaults",
-           "ProviderSpec", "ResponseCache", "SamplingParams", "ToolCall", "ToolSpec", "TransportConfig", "Usage",
-           "call_key", "close_shared_session", "parse_provider", "provider_names", "register_provider",
-           "unregister_provider"]
+__all__ = ["Accounting", "CallLimit", "Cassette", "Completion", "HttpPool", "LLMAuthError", "LLMClient", "LLMError",
+           "LLMRequestError", "LLMUnavailable", "LedgerTotals", "Message", "PaidCall", "PaidLedger", "PriceTable",
+           "ProviderDefaults", "ProviderLimits", "ProviderSpec", "ResponseCache", "SamplingParams", "ToolCall",
+           "ToolSpec", "TransportConfig", "Usage", "call_key", "parse_provider", "provider_names",
+           "register_provider", "unregister_provider"]
 
 
 def __getattr__(name: str) -> Any:

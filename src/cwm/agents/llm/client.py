@@ -30,7 +30,7 @@ from cwm.agents.llm.local import local_server
 from cwm.agents.llm.pricing import PriceTable
 from cwm.agents.llm.providers import ADAPTERS, TOOL_CHOICES, Adapter, OpenAIAdapter, StreamState
 from cwm.agents.llm.spec import ProviderSpec, parse_provider
-from cwm.agents.llm.transport import Transport, TransportConfig
+from cwm.agents.llm.transport import HttpPool, Transport, TransportConfig
 from cwm.agents.llm.types import Completion, LLMError, Message, SamplingParams, ToolSpec
 from cwm.telemetry import traced
 
@@ -96,7 +96,9 @@ class Accounting:
 class LLMClient:
     def __init__(self, spec: ProviderSpec, *, cache: ResponseCache | None = None, cassette: Cassette | None = None,
                  prices: PriceTable | None = None, transport: TransportConfig | None = None,
-                 stream: bool = True, ledger: PaidLedger | None = None) -> None:
+                 stream: bool = True, ledger: PaidLedger | None = None, http: HttpPool | None = None) -> None:
+        """``http``: a pool lent by the host (its owner closes it). Without one, ``async with client:``
+        opens a pool for the block, and calls outside any block use a session each."""
         if cassette is None or cassette.mode != "replay":  # a replay never reaches the provider
             spec.require_key()
         self.spec = spec
@@ -105,9 +107,26 @@ class LLMClient:
         self.prices = prices or PriceTable()
         self.stream = stream
         self.ledger = ledger
-        self.transport = Transport(spec.label, spec.key_env, transport)
+        self.transport = Transport(spec.label, spec.key_env, transport, http=http)
         self.accounting = Accounting()
         self._adapter: Adapter | None = None
+        self._own_http: HttpPool | None = None
+
+    async def __aenter__(self) -> LLMClient:
+        if self.transport.http is None or self.transport.http.closed:
+            self._own_http = self.transport.http = HttpPool()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the pool this client opened itself; a pool lent by a host stays open for its owner."""
+        own, self._own_http = self._own_http, None
+        if own is not None:
+            if self.transport.http is own:
+                self.transport.http = None
+            await own.aclose()
 
     @classmethod
     def from_string(cls, text: str, **kwargs: Any) -> LLMClient:

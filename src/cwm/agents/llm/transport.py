@@ -1,4 +1,4 @@
-"""HTTP for LLM calls: one shared aiohttp session, timeouts, retries with full-jitter backoff.
+"""HTTP for LLM calls: pooled aiohttp sessions owned by their opener, timeouts, retries with full-jitter backoff.
 
 Retry policy: read silence, dropped connections, truncated or malformed bodies, and HTTP 408, 409, 425,
 429, 5xx and 529 are retried with exponential backoff and full jitter (``uniform(0, min(cap, base *
@@ -19,7 +19,6 @@ import contextlib
 import json
 import random
 import time
-import weakref
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -33,27 +32,57 @@ from cwm.agents.llm.types import LLMAuthError, LLMError, LLMRequestError, LLMUna
 log = structlog.get_logger("cwm.llm")
 
 RETRYABLE = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
-_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aiohttp.ClientSession] = \
-    weakref.WeakKeyDictionary()
+
+CallLimit = contextlib.AbstractAsyncContextManager[Any]
+"""A cap on calls in flight shared by several clients: an ``asyncio.Semaphore`` on one event loop, or
+anything else entered around a call (``cwm.bench`` shares one across a Ray cluster)."""
 
 
-def shared_session() -> aiohttp.ClientSession:
-    """The process's ClientSession for the running event loop (connection pooling across providers)."""
-    loop = asyncio.get_running_loop()
-    session = _SESSIONS.get(loop)
-    if session is None or session.closed:
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=128, limit_per_host=64, ttl_dns_cache=300),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
-        _SESSIONS[loop] = session
-    return session
+class HttpPool:
+    """Pooled HTTP connections for LLM calls, owned by whoever opened it and closed by that owner only.
 
+    A host running many runs on one event loop (``cwm serve``, ``cwm bench``) opens one pool and lends it
+    to every run's client, so connections are reused and no run's end can cut another run's requests. A
+    client without a pool opens a short-lived session per call instead (nothing to close, nothing leaked);
+    ``async with client:`` gives it a pool of its own for the block. The session is created on first use,
+    in the running loop, and belongs to that loop.
+    """
 
-async def close_shared_session() -> None:
-    session = _SESSIONS.pop(asyncio.get_running_loop(), None)
-    if session is not None and not session.closed:
-        await session.close()
+    def __init__(self, *, limit: int = 128, limit_per_host: int = 64) -> None:
+        self._limit, self._limit_per_host = limit, limit_per_host
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._closed:
+            raise RuntimeError("this HttpPool was closed by its owner; open a new one")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit_per_host,
+                                               ttl_dns_cache=300),
+                timeout=aiohttp.ClientTimeout(total=None))
+            self._loop = loop
+        elif self._loop is not loop:
+            raise RuntimeError("an HttpPool serves the event loop that first used it; open one per loop")
+        return self._session
+
+    async def aclose(self) -> None:
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            await session.close()
+
+    async def __aenter__(self) -> HttpPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 def server_delay(headers: Any) -> float | None:
@@ -97,9 +126,10 @@ class TransportConfig:
     detects a dead server by its silence, and slow self-hosted models may write for many minutes."""
     max_server_wait: float = 120.0
     """Longest ``Retry-After`` honoured as is (longer ones are cut to this)."""
-    shared_limit: asyncio.Semaphore | None = None
-    """A provider-wide cap shared with other clients on the same event loop (a host running many runs,
-    such as ``cwm serve --llm-concurrency``), held in addition to this client's own ``concurrency``."""
+    shared_limit: CallLimit | None = None
+    """A provider-wide cap shared with other clients (a host running many runs, such as ``cwm serve
+    --llm-concurrency`` or ``cwm bench --llm-concurrency``), held in addition to this client's own
+    ``concurrency``."""
 
 
 def _error_message(body: str) -> str:
@@ -133,10 +163,12 @@ class Transport:
     """Retrying POSTs for one provider, at most ``concurrency`` in flight."""
 
     def __init__(self, label: str, key_env: str | None, config: TransportConfig | None = None,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, http: HttpPool | None = None) -> None:
         self.label = label
         self.key_env = key_env
         self.config = config or TransportConfig()
+        self.http = http
+        """The pool calls borrow connections from; None: a session per call."""
         self._sem = asyncio.Semaphore(self.config.concurrency)
         self._rng = rng or random.Random()
 
@@ -150,8 +182,19 @@ class Transport:
             return min(self.config.max_server_wait, hint) + self._rng.uniform(0, 0.05)
         return self._rng.uniform(0, min(self.config.backoff_cap, self.config.backoff_base * 2 ** attempt))
 
+    @contextlib.asynccontextmanager
+    async def _post(self, url: str, headers: dict[str, str], payload: dict[str, Any]
+                    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        if self.http is not None:
+            async with self.http.session().post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
+                yield r
+            return
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session, \
+                session.post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
+            yield r
+
     async def _attempt_json(self, url: str, headers: dict[str, str], payload: dict[str, Any]) -> dict[str, Any]:
-        async with shared_session().post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
+        async with self._post(url, headers, payload) as r:
             body = await r.text()
             if r.status >= 400:
                 raise self._http_error(r.status, body, r.headers)
@@ -167,7 +210,7 @@ class Transport:
                               on_event: Callable[[dict[str, Any]], bool]) -> dict[str, Any] | None:
         """Stream events into ``on_event``; a server that ignores ``stream`` and answers with one JSON body
         gets that body returned instead (so streaming can be the default for every server)."""
-        async with shared_session().post(url, json=payload, headers=headers, timeout=self._timeout()) as r:
+        async with self._post(url, headers, payload) as r:
             if r.status >= 400:
                 raise self._http_error(r.status, await r.text(), r.headers)
             if "event-stream" not in r.headers.get("Content-Type", "text/event-stream"):
