@@ -320,10 +320,13 @@ def add_llm_io_flags(g: Any, cache_default: str) -> None:
     g.add_argument("--stream", action=argparse.BooleanOptionalAction, default=True,
                    help="stream replies (default; a server that stops writing is then detected by "
                         "--read-timeout however slow the model)")
+    g.add_argument("--llm-concurrency", type=A.int_range(1, 256), default=None, metavar="N",
+                   help="at most N calls to the provider in flight at once, whatever the other limits "
+                        "(the provider's rate limit; `cwm serve` and `cwm bench` share it across runs)")
 
 
 def make_llm_client(args: argparse.Namespace) -> Any:
-    from cwm.agents.llm import Cassette, LLMClient, PriceTable, ResponseCache, TransportConfig
+    from cwm.agents.llm import Cassette, LLMClient, PriceTable, ProviderLimits, ResponseCache, TransportConfig
 
     if args.record and args.replay:
         raise CwmError("--record and --replay exclude each other")
@@ -331,9 +334,10 @@ def make_llm_client(args: argparse.Namespace) -> Any:
         Cassette(args.replay, "replay") if args.replay else None)
     cache = None if args.no_cache or args.replay else ResponseCache(args.cache_dir)
     prices = PriceTable.from_file(args.prices) if args.prices else None
+    limit = ProviderLimits(args.llm_concurrency).for_llm(args.llm)
     return LLMClient.from_string(args.llm, cache=cache, cassette=cassette, prices=prices, stream=args.stream,
                                  transport=TransportConfig(concurrency=args.concurrency, read_timeout=args.read_timeout,
-                                                           call_timeout=args.timeout))
+                                                           call_timeout=args.timeout, shared_limit=limit))
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
@@ -378,11 +382,12 @@ def _usd(cost: float | None) -> str:
 _RUN_FIELDS = {"timeout": "timeout_s", "read_timeout": "read_timeout_s", "stream": "stream", "prices": "prices",
                "cache_dir": "cache_dir", "record": "record", "replay": "replay", "memory_mb": "memory_mb",
                "load_timeout": "load_timeout_s", "isolation": "isolation", "preload": "preload",
-               "allow_import": "allow_import", "describe": "describe", "env_kwargs": "env_kwargs"}
+               "allow_import": "allow_import", "describe": "describe", "env_kwargs": "env_kwargs",
+               "llm_concurrency": "llm_concurrency"}
 """`synthesize` flags shared with `ask` and `check`, and the RunConfig field each sets."""
 _RESUME_FLAGS = {"budget": "budget", "max_tokens": "max_tokens", "max_cost": "max_cost_usd",
                  "max_time": "max_seconds", "timeout": "timeout_s", "read_timeout": "read_timeout_s",
-                 "prices": "prices", "record": "record"}
+                 "prices": "prices", "record": "record", "llm_concurrency": "llm_concurrency"}
 """Flags a resume honours (it extends or re-limits the run); every other one is fixed by config.json."""
 _NOT_RUN_FLAGS = {"resume", "json", "func", "command", "log_level", "log_format", "defaults_of", "imports", "otel"}
 

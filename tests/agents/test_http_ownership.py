@@ -117,3 +117,19 @@ async def test_synthesize_takes_an_injected_client_and_leaves_its_pool_open(tmp_
         assert [s["accuracy"] for s in summaries] == [1.0, 1.0]
         assert not pool.closed and not pool.session().closed
         assert server.disconnects == 0 and len(server.requests) == 2
+
+
+async def test_a_runs_llm_concurrency_caps_its_calls_whatever_its_expansions(tmp_path):
+    """Three expansions in flight on slow replies: uncapped the server sees them overlap; with
+    llm_concurrency=1 (``--llm-concurrency 1``) it never sees two calls at once."""
+    seen = {}
+    for cap in (None, 1):
+        reply = fenced("weak_force")
+        reply.delay = 0.3
+        async with FakeLLMServer(default=reply) as server:
+            cfg = RunConfig(env="CartPole-v1", llm=f"openai:fake@{server.base_url}", budget=3, concurrency=3,
+                            llm_concurrency=cap)
+            summary = await synthesize(cfg, tmp_path / f"run{cap}")
+            assert summary["llm_calls"] == 3
+            seen[cap] = server.max_in_flight
+    assert seen[None] >= 2 and seen[1] == 1

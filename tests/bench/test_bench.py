@@ -22,7 +22,7 @@ ENVS = "CartPole-v1,Pendulum-v1"
 METHODS = "gif-mcts,worldcoder"
 
 
-def script(hang_at: int | None = None, seen: list[int] | None = None):
+def script(hang_at: int | None = None, seen: list[int] | None = None, delay: float = 0.0):
     """CartPole: a wrong model first, then the right one; Pendulum: the hand-written model. Request number
     ``hang_at`` (1-based) is held for a minute, so a kill during it leaves it unanswered (never billed)."""
     count = seen if seen is not None else [0]
@@ -36,7 +36,7 @@ def script(hang_at: int | None = None, seen: list[int] | None = None):
         else:
             code = PENDULUM
         out = Reply(f"{head}```python\n{code}```")
-        out.delay = 60.0 if count[0] == hang_at else 0.0
+        out.delay = 60.0 if count[0] == hang_at else delay
         return out
 
     return reply
@@ -98,6 +98,24 @@ def test_bench_end_to_end_results_and_report(tmp_path):
     assert "| Pendulum-v1 | continuous | 1.00 |" in report and "0.38 / 0.51 | 0.34 / -0.15 |" in report
     for png in ("accuracy_vs_paper.png", "accuracy_vs_calls.png", "normalized_return.png"):
         assert (out / png).stat().st_size > 1000 and f"({png})" in report
+
+
+def test_llm_concurrency_caps_calls_across_parallel_runs(tmp_path):
+    """Two runs at once, each allowed 2 calls in flight, on slow replies: uncapped the server sees calls
+    overlap; with --llm-concurrency 1 it never sees two at once, and every run still finishes."""
+    seen = {}
+    for cap in (None, "1"):
+        with serve_in_thread(FakeLLMServer(script(delay=0.5))) as server:
+            argv = [sys.executable, "-m", "cwm.cli", "bench", "--llm", f"openai:fake@{server.base_url}",
+                    "--envs", "CartPole-v1", "--methods", "gif-mcts,worldcoder", "--budget", "2",
+                    "--plan-episodes", "0", "--parallel", "2", "--concurrency", "2",
+                    "--out", str(tmp_path / f"b{cap}"), "--json"]
+            done = run(argv + (["--llm-concurrency", cap] if cap else []))
+        assert done.returncode == 0, done.stderr[-3000:]
+        rows = json.loads(done.stdout)["runs"]
+        assert len(rows) == 2 and sum(r["llm_calls"] for r in rows) == server.answered
+        seen[cap] = server.max_in_flight
+    assert seen[None] >= 2 and seen["1"] == 1
 
 
 def test_killed_bench_resumes_without_a_repeated_paid_call(tmp_path):

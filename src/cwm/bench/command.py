@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -45,6 +46,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--plan-max-steps", type=A.positive_int, help="cut planning episodes at this many steps")
     p.add_argument("--concurrency", type=A.positive_int, default=1, help="expansions in flight per run (1)")
     p.add_argument("--parallel", type=A.positive_int, default=1, help="runs at once (default 1)")
+    p.add_argument("--llm-concurrency", type=A.int_range(1, 256), default=None, metavar="N",
+                   help="at most N LLM calls in flight per provider across all the bench's runs, on every node "
+                        "(default: each run's --concurrency only)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="local threads, or tasks on a Ray cluster (extra `ray`)")
     p.add_argument("--ray-address", type=A.non_empty_text, help="Ray cluster address (default: a local cluster)")
@@ -198,9 +202,11 @@ def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
             if prior:
                 progress.run_progress(run.key, {"cost_usd": prior})
             pending.append(run)
-    executor = EXECUTORS[args.executor](args.parallel, args.ray_address, progress.run_progress)
+    executor = EXECUTORS[args.executor](args.parallel, args.ray_address, progress.run_progress,
+                                         args.llm_concurrency)
     running: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    executor_stats: dict[str, Any] = {}
     state = "complete"
     try:
         while pending or running:
@@ -235,13 +241,15 @@ def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
             if out.status == "ok" and out.row is not None:
                 rows[out.job.run.key] = out.row
     finally:
+        with contextlib.suppress(Exception):  # figures for the record; never a reason to lose the results
+            executor_stats = executor.stats()
         executor.close()
         progress.finish()
     ordered = [rows[r.key] for r in runs if r.key in rows]
     if state == "complete" and errors:
         state = "incomplete: some runs failed"
     status = {"state": state, "runs": len(runs), "evaluated": len(ordered), "errors": errors,
-              "not_evaluated": [r.key for r in runs if r.key not in rows], **progress.snapshot()}
+              "not_evaluated": [r.key for r in runs if r.key not in rows], **progress.snapshot(), **executor_stats}
     doc = write_results(bench_dir, _spec_json(spec), ordered, status)
     report = write_report(doc, bench_dir)
     for key, err in errors.items():

@@ -1,26 +1,29 @@
-"""Where bench runs execute: ``local`` (threads on this machine) or ``ray`` (tasks on a Ray cluster).
+"""Where bench runs execute: ``local`` (one event loop on this machine) or ``ray`` (tasks on a Ray cluster).
 
 An executor takes jobs, reports finished ones and can cancel what runs; the scheduler in
 ``cwm.bench.command`` keeps at most ``--parallel`` jobs submitted. New executors register in ``EXECUTORS``.
 
-``local`` runs each job in its own thread with its own event loop. A run closes its event loop's shared
-HTTP session when it ends (``cwm.graph.run``), so runs must not share a loop: one thread each keeps one
-run's ending from dropping another's in-flight request (a dropped request would be retried and billed
-twice). Sandboxed scoring and planning run in child processes, so threads do not contend for the GIL
-much. A cancelled run stops where it is; its run directory resumes like any killed run.
+``local`` runs every job as a task on one event loop in a background thread. The runs share one HTTP
+connection pool, opened and closed by the executor (a run's end never cuts another's call, which would
+be retried and billed twice), and, with ``--llm-concurrency N``, one cap of N calls in flight per
+provider, whatever ``--parallel`` is. Sandboxed scoring and planning run in child processes, so the loop
+mostly waits. A cancelled run stops where it is; its run directory resumes like any killed run.
 
 ``ray`` submits each job as a task (one CPU each) to ``ray.init(address=...)``, or to a local cluster
 with ``num_cpus=--parallel`` when no address is given. Runs write their directories on the worker, so on
 a multi-node cluster ``--out`` must be a filesystem every node mounts at the same path (NFS, a shared
 volume), and every node needs cwm with the same extras, bubblewrap and libseccomp2 for the sandbox, and
-the datasets (they ship in the package). The LLM limit is per run (``--concurrency``): at most
-``--parallel × --concurrency`` calls are in flight across the cluster, so pick ``--parallel`` from the
-provider's rate limit. Progress arrives when each task finishes.
+the datasets (they ship in the package). With ``--llm-concurrency N`` the cap is one Ray actor per
+provider (``cwm.bench.ray_slots``) that every task on every node asks for a slot before each call, so
+the cluster as a whole keeps N calls in flight; without it each run is bounded by its own
+``--concurrency`` only (``--parallel × --concurrency`` calls at most). Progress arrives when each task
+finishes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
 import threading
 import traceback
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cwm.bench.matrix import BenchSpec, RunSpec
-from cwm.bench.runner import Progress, run_one
+from cwm.bench.runner import Progress, Shared, run_one
 from cwm.errors import CwmError
 
 
@@ -55,6 +58,7 @@ class Executor(Protocol):
     def submit(self, job: Job) -> None: ...
     def wait(self, timeout: float) -> list[Outcome]: ...
     def cancel_all(self) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -65,37 +69,44 @@ def _error_text(exc: BaseException) -> str:
 
 
 class LocalExecutor:
-    def __init__(self, parallel: int, progress: Progress | None = None) -> None:
+    def __init__(self, parallel: int, progress: Progress | None = None, llm_concurrency: int | None = None) -> None:
         self.parallel = parallel
         self.progress = progress
         self._done: queue.Queue[Outcome] = queue.Queue()
-        self._tasks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
-        self._threads: list[threading.Thread] = []
+        self._futures: dict[str, concurrent.futures.Future[dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="cwm bench runs", daemon=True)
+        self._thread.start()
+        self._shared = asyncio.run_coroutine_threadsafe(self._open(llm_concurrency), self._loop).result()
+
+    @staticmethod
+    async def _open(llm_concurrency: int | None) -> Shared:
+        from cwm.agents.llm import HttpPool, ProviderLimits
+
+        return Shared(http=HttpPool(), limits=ProviderLimits(llm_concurrency))
 
     def submit(self, job: Job) -> None:
-        t = threading.Thread(target=self._work, args=(job,), name=f"bench {job.run.key}", daemon=True)
-        self._threads.append(t)
-        t.start()
+        fut = asyncio.run_coroutine_threadsafe(
+            run_one(job.spec, job.run, job.bench_dir, max_cost=job.max_cost, progress=self.progress,
+                    shared=self._shared), self._loop)
+        with self._lock:
+            self._futures[job.run.key] = fut
+        fut.add_done_callback(lambda f: self._finished(job, f))
 
-    def _work(self, job: Job) -> None:
-        async def main() -> dict[str, Any]:
-            task = asyncio.current_task()
-            assert task is not None
-            with self._lock:
-                self._tasks[job.run.key] = (asyncio.get_running_loop(), task)
-            return await run_one(job.spec, job.run, job.bench_dir, max_cost=job.max_cost, progress=self.progress)
-
-        try:
-            row = asyncio.run(main())
-            self._done.put(Outcome(job, "ok", row))
-        except asyncio.CancelledError:
+    def _finished(self, job: Job, fut: concurrent.futures.Future[dict[str, Any]]) -> None:
+        with self._lock:
+            self._futures.pop(job.run.key, None)
+        if fut.cancelled():
             self._done.put(Outcome(job, "cancelled"))
-        except Exception as exc:  # reported in results, the other runs go on
+            return
+        exc = fut.exception()
+        if exc is None:
+            self._done.put(Outcome(job, "ok", fut.result()))
+        elif isinstance(exc, asyncio.CancelledError):
+            self._done.put(Outcome(job, "cancelled"))
+        else:  # reported in results, the other runs go on
             self._done.put(Outcome(job, "error", error=_error_text(exc)))
-        finally:
-            with self._lock:
-                self._tasks.pop(job.run.key, None)
 
     def wait(self, timeout: float) -> list[Outcome]:
         out: list[Outcome] = []
@@ -109,25 +120,45 @@ class LocalExecutor:
 
     def cancel_all(self) -> None:
         with self._lock:
-            handles = list(self._tasks.values())
-        for loop, task in handles:
-            loop.call_soon_threadsafe(task.cancel)
+            futures = list(self._futures.values())
+        for fut in futures:
+            fut.cancel()
+
+    def stats(self) -> dict[str, Any]:
+        return {}
 
     def close(self) -> None:
-        for t in self._threads:
-            t.join()
+        """Wait for the runs to end (cancelled ones stop at once), then close the shared pool and the loop."""
+        with self._lock:
+            futures = list(self._futures.values())
+        concurrent.futures.wait(futures)
+        http = self._shared.http
+        if http is not None:
+            asyncio.run_coroutine_threadsafe(http.aclose(), self._loop).result()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join()
+        self._loop.close()
 
 
-def _ray_job(job: Job) -> Outcome:
-    """Body of one Ray task (module level, so workers import it from cwm)."""
+def _ray_job(job: Job, slots: dict[str, Any] | None = None, per_provider: int | None = None) -> Outcome:
+    """Body of one Ray task (module level, so workers import it from cwm). ``slots``: the bench's
+    per-provider slot actors, when ``--llm-concurrency`` caps the cluster's calls."""
+    from cwm.agents.llm import ProviderLimits
+    from cwm.bench.ray_slots import RaySlot
+
+    limits = None
+    if slots:
+        limits = ProviderLimits(per_provider, make=lambda key, _n: RaySlot(slots[key]))
     try:
-        return Outcome(job, "ok", asyncio.run(run_one(job.spec, job.run, job.bench_dir, max_cost=job.max_cost)))
+        return Outcome(job, "ok", asyncio.run(run_one(job.spec, job.run, job.bench_dir, max_cost=job.max_cost,
+                                                      shared=Shared(limits=limits))))
     except Exception as exc:
         return Outcome(job, "error", error=_error_text(exc))
 
 
 class RayExecutor:
-    def __init__(self, parallel: int, address: str | None = None, progress: Progress | None = None) -> None:
+    def __init__(self, parallel: int, address: str | None = None, progress: Progress | None = None,
+                 llm_concurrency: int | None = None) -> None:
         try:
             import ray
         except ImportError as exc:
@@ -140,9 +171,23 @@ class RayExecutor:
                 ray.init(num_cpus=parallel, include_dashboard=False, log_to_driver=False)
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_ray_job)
         self._refs: dict[Any, Job] = {}
+        self.llm_concurrency = llm_concurrency
+        self.slots: dict[str, Any] = {}
+        """One slots actor per provider, made when the first run calling it is submitted."""
+
+    def _slots_for(self, job: Job) -> dict[str, Any] | None:
+        if self.llm_concurrency is None:
+            return None
+        from cwm.agents.llm.limits import provider_key
+        from cwm.bench.ray_slots import slots_actor
+
+        key = provider_key(job.spec.llm)
+        if key not in self.slots:
+            self.slots[key] = slots_actor(self.ray, self.llm_concurrency, job.spec.timeout_s + 60.0)
+        return {key: self.slots[key]}
 
     def submit(self, job: Job) -> None:
-        self._refs[self._remote.remote(job)] = job
+        self._refs[self._remote.remote(job, self._slots_for(job), self.llm_concurrency)] = job
 
     def wait(self, timeout: float) -> list[Outcome]:
         if not self._refs:
@@ -163,14 +208,23 @@ class RayExecutor:
         for ref in list(self._refs):
             self.ray.cancel(ref, force=True)
 
+    def stats(self) -> dict[str, Any]:
+        """``llm_slots``, per provider: slots, held now, most ever held at once, slots granted."""
+        if not self.slots:
+            return {}
+        return {"llm_slots": {key: self.ray.get(actor.stats.remote()) for key, actor in self.slots.items()}}
+
     def close(self) -> None:
         self.ray.shutdown()
 
 
 EXECUTORS: dict[str, Callable[..., Executor]] = {
-    "local": lambda parallel, address, progress: LocalExecutor(parallel, progress),
-    "ray": lambda parallel, address, progress: RayExecutor(parallel, address, progress),
+    "local": lambda parallel, address, progress, llm_concurrency=None: LocalExecutor(parallel, progress,
+                                                                                     llm_concurrency),
+    "ray": lambda parallel, address, progress, llm_concurrency=None: RayExecutor(parallel, address, progress,
+                                                                                 llm_concurrency),
 }
+"""``name -> factory(parallel, address, progress, llm_concurrency)``."""
 
 
 def _ray_baseline(env: str, which: str, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -15,18 +15,31 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cwm.bench import baselines
 from cwm.bench.matrix import BenchSpec, RunSpec
 from cwm.bench.paper import COMPARABLE_METHODS
+
+if TYPE_CHECKING:
+    from cwm.agents.llm import HttpPool, ProviderLimits
 
 ROW_FILE = "bench-row.json"
 RERUN_STOPS = ("cost limit",)
 """A search that stopped on these is continued by a resume (the bench's --max-cost may have grown)."""
 
 Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Shared:
+    """What the runs one host executes together lend each other: pooled connections (the host opens and
+    closes them) and each provider's cap on calls in flight (``--llm-concurrency``)."""
+
+    http: HttpPool | None = None
+    limits: ProviderLimits | None = None
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -62,9 +75,9 @@ def _config(spec: BenchSpec, run: RunSpec, max_cost: float | None) -> Any:
 
 
 async def search(spec: BenchSpec, run: RunSpec, run_dir: Path, max_cost: float | None,
-                 progress: Progress | None) -> dict[str, Any]:
+                 progress: Progress | None, shared: Shared | None = None) -> dict[str, Any]:
     """The run's search summary: read back when finished, else started or resumed."""
-    from cwm.graph.run import load_config, synthesize
+    from cwm.graph.run import load_config, make_client, synthesize
 
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():
@@ -82,7 +95,11 @@ async def search(spec: BenchSpec, run: RunSpec, run_dir: Path, max_cost: float |
         if progress is not None:
             progress(run.key, p)
 
-    result: dict[str, Any] = await synthesize(cfg, run_dir, resume=resume, on_progress=on_progress)
+    shared = shared or Shared()
+    limit = shared.limits.for_llm(cfg.llm) if shared.limits is not None else None
+    async with make_client(cfg, run_dir, http=shared.http, limit=limit) as client:
+        result: dict[str, Any] = await synthesize(cfg, run_dir, resume=resume, on_progress=on_progress,
+                                                  client=client)
     return result
 
 
@@ -151,14 +168,14 @@ def _ledger_models(run_dir: Path) -> list[str]:
 
 
 async def run_one(spec: BenchSpec, run: RunSpec, bench_dir: Path, *, max_cost: float | None = None,
-                  progress: Progress | None = None) -> dict[str, Any]:
+                  progress: Progress | None = None, shared: Shared | None = None) -> dict[str, Any]:
     """Search, score and plan one (env, method, seed); returns (and writes) its results row."""
     run_dir = run.run_dir(bench_dir)
     done = read_row(run_dir)
     if done is not None:
         return done
     run_dir.parent.mkdir(parents=True, exist_ok=True)
-    summary = await search(spec, run, run_dir, max_cost, progress)
+    summary = await search(spec, run, run_dir, max_cost, progress, shared)
     t0 = time.perf_counter()
     allow = list(summary.get("allow_import") or [])
     program = run_dir / "best_program.py"

@@ -47,6 +47,7 @@ from cwm.agents.llm import (
     LLMClient,
     PaidLedger,
     PriceTable,
+    ProviderLimits,
     ResponseCache,
     SamplingParams,
     TransportConfig,
@@ -95,6 +96,9 @@ class RunConfig:
     # LLM transport and I/O (as for `cwm ask`)
     timeout_s: float = 1800.0
     read_timeout_s: float = 120.0
+    llm_concurrency: int | None = None
+    """At most this many calls to the provider in flight (``--llm-concurrency``); a host's shared cap,
+    when it lends one, takes its place."""
     stream: bool = True
     prices: str | None = None
     cache_dir: str | None = None
@@ -164,6 +168,8 @@ def make_client(cfg: RunConfig, run_dir: Path, *, http: HttpPool | None = None,
         raise CwmError("--record and --replay exclude each other")
     cassette = Cassette(cfg.record, "record") if cfg.record else (
         Cassette(cfg.replay, "replay") if cfg.replay else None)
+    if limit is None:
+        limit = ProviderLimits(cfg.llm_concurrency).for_llm(cfg.llm)
     return LLMClient(spec, cache=ResponseCache(Path(cfg.cache_dir) if cfg.cache_dir else run_dir / "llm-cache"),
                      cassette=cassette, prices=prices, stream=cfg.stream,
                      ledger=PaidLedger(run_dir / "llm-ledger.jsonl"), http=http,
