@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -476,10 +478,11 @@ def cmd_synthesize(args: argparse.Namespace) -> int:
 
     try:
         summary = asyncio.run(synthesize(cfg, run_dir, resume=bool(args.resume), on_progress=progress))
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
         # asyncio.run re-raises a Ctrl-C as CancelledError when a library cancelled the task again meanwhile
-        sys.stderr.write(f"\ncwm: interrupted; resume with: cwm synthesize --resume {run_dir}\n")
-        return 130
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        sys.stderr.write(f"\ncwm: {what}; resume with: cwm synthesize --resume {run_dir}\n")
+        return _interrupt_code(exc)
     if not quiet:
         sys.stderr.write("\n")
     _synth_report(summary, run_dir)
@@ -846,6 +849,19 @@ def import_user_modules(argv: list[str]) -> list[str]:
     return names
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered like Ctrl-C so that a command stops the same way: runs at their last checkpoint,
+    ``finally`` blocks and exit handlers run (the embedded llama.cpp server is stopped, not orphaned)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _interrupt_code(exc: BaseException) -> int:
+    return 143 if isinstance(exc, Terminated) else 130
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -861,6 +877,9 @@ def main(argv: list[str] | None = None) -> int:
     from cwm.tracing import configure
 
     configure(args.log_level, fmt=args.log_format)
+    main_thread = threading.current_thread() is threading.main_thread()
+    # `cwm serve` installs its own graceful drain over this; an embedding caller gets its handler back
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         if args.otel is not None:
             from cwm.telemetry import enable
@@ -870,9 +889,12 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except CwmError as exc:
         return _usage_error(exc, A.wants_json(argv, args))
-    except KeyboardInterrupt:
-        sys.stderr.write("cwm: interrupted\n")
-        return 130
+    except KeyboardInterrupt as exc:
+        sys.stderr.write("cwm: " + ("terminated" if isinstance(exc, Terminated) else "interrupted") + "\n")
+        return _interrupt_code(exc)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -187,7 +187,9 @@ def test_max_cost_needs_a_price(tmp_path, capsys):
     assert out["cost_usd"] == pytest.approx(out["llm_calls"] * (10 * 1.0 + 5 * 2.0) / 1e6)
 
 
-def test_ctrl_c_names_the_resume_command(tmp_path):
+@pytest.mark.parametrize(("sig", "code", "word"), [(signal.SIGINT, 130, "interrupted"),
+                                                     (signal.SIGTERM, 143, "terminated")])
+def test_ctrl_c_and_sigterm_name_the_resume_command(tmp_path, sig, code, word):
     run_dir = tmp_path / "run"
     server = FakeLLMServer(default=Reply("```python\npass\n```", delay=3))
     with serve_in_thread(server):
@@ -196,10 +198,10 @@ def test_ctrl_c_names_the_resume_command(tmp_path):
         deadline = time.monotonic() + 60
         while not server.requests and time.monotonic() < deadline:
             time.sleep(0.02)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-3000:]
-    assert f"resume with: cwm synthesize --resume {run_dir}" in err
+    assert proc.returncode == code, err[-3000:]
+    assert f"{word}; resume with: cwm synthesize --resume {run_dir}" in err
     assert "Traceback" not in err
 
 
