@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
-from cwm.sandbox.worker import Limits, ProgramError, ProgramSession, SessionFailed
+from cwm.errors import CwmError
+from cwm.sandbox.worker import Limits, ProgramError, ProgramSession, Sandbox, SandboxConfig, SessionFailed
 
 TINY = 0.05  # a deadline no silent stream meets; nothing here asserts how long anything took
 
@@ -62,7 +64,7 @@ def _session(lines: list[Any], *, eof: bool = True, status: dict[str, Any] | Non
 
 
 def _assert_closed(session: ProgramSession, sb: FakeSandbox, writer: FakeWriter) -> None:
-    assert session.closed and writer.closed and sb.killed == ["7"]
+    assert session.closed is True and writer.closed and sb.killed == ["7"]
 
 
 # --- load ------------------------------------------------------------------------------------------------
@@ -73,8 +75,8 @@ async def test_a_successful_load_keeps_the_session_and_caps_the_output():
                                    limits=Limits(output_chars=3))
     res = await session.load()
     assert (res.ok, res.error, res.output, res.has_step_batch) == (True, None, "abcdef", True)
-    assert 0.0 <= res.elapsed_s < 60.0
-    assert not session.closed and sb.killed == [] and not writer.closed
+    assert 0.0 < res.elapsed_s < 60.0
+    assert session.closed is False and sb.killed == [] and not writer.closed
 
 
 async def test_a_load_without_output_or_step_batch_has_neither():
@@ -98,7 +100,7 @@ async def test_a_failed_load_keeps_the_childs_error_class(kind):
     res = await session.load()
     assert (res.ok, res.output) == (False, "printed")
     assert res.error == ProgramError(kind, "m" * 4000, "t" * 8000)
-    assert 0.0 <= res.elapsed_s < 60.0
+    assert 0.0 < res.elapsed_s < 60.0
     _assert_closed(session, sb, writer)
 
 
@@ -114,9 +116,9 @@ async def test_an_unknown_load_error_class_is_a_protocol_error(error):
 async def test_a_silent_load_times_out_at_the_load_deadline():
     session, sb, writer = _session([], eof=False, limits=Limits(load_s=TINY, base_s=100.0))
     res = await session.load()
-    assert not res.ok and res.error == ProgramError(
+    assert res.ok is False and res.error == ProgramError(
         "timeout", "loading the program (module body and Environment()) took longer than 0.05 s")
-    assert 0.0 <= res.elapsed_s < 60.0
+    assert 0.0 < res.elapsed_s < 60.0
     _assert_closed(session, sb, writer)
 
 
@@ -139,9 +141,10 @@ async def test_the_load_deadline_is_load_s_not_the_step_deadline():
 async def test_a_child_that_dies_while_loading_is_classified_by_its_exit(status, kind):
     session, sb, writer = _session([], status=status)
     res = await session.load()
+    assert res.ok is False
     assert res.error is not None and res.error.kind == kind and "while loading" in res.error.message
     assert res.error.message.endswith(("limit", "memory", "return from step instead)"))
-    assert 0.0 <= res.elapsed_s < 60.0 and session.exit_status == status
+    assert 0.0 < res.elapsed_s < 60.0 and session.exit_status == status
     _assert_closed(session, sb, writer)
 
 
@@ -159,8 +162,9 @@ async def test_a_broken_connection_while_loading_counts_as_death():
 async def test_protocol_breaks_while_loading(line, what):
     session, sb, writer = _session([line], limit=128)
     res = await session.load()
+    assert res.ok is False
     assert res.error == ProgramError("protocol", f"the program wrote {what} to the sandbox's result channel")
-    assert 0.0 <= res.elapsed_s < 60.0
+    assert 0.0 < res.elapsed_s < 60.0
     _assert_closed(session, sb, writer)
 
 
@@ -262,6 +266,7 @@ async def test_a_planning_request_on_a_closed_session_fails_without_a_request():
     with pytest.raises(SessionFailed) as exc:
         await session.step_many_raw({"op": "rollouts"}, timeout=30.0)
     assert exc.value.error == ProgramError("crash", "the session is closed") and writer.data == b""
+    assert exc.value.answered == []
 
 
 async def test_a_silent_planning_request_times_out():
@@ -269,6 +274,7 @@ async def test_a_silent_planning_request_times_out():
     with pytest.raises(SessionFailed) as exc:
         await session.step_many_raw({"op": "rollouts"}, timeout=TINY)
     assert exc.value.error == ProgramError("timeout", "the program did not answer a planning request within 0.05 s")
+    assert exc.value.answered == []
     _assert_closed(session, sb, writer)
 
 
@@ -292,6 +298,7 @@ async def test_a_planning_request_to_a_dead_child_is_classified_by_its_exit(fail
     assert exc.value.error == ProgramError(
         "memory", "the program's process died from SIGKILL during a planning request: "
         "it was killed, most likely out of memory")
+    assert exc.value.answered == []
     _assert_closed(session, sb, writer)
 
 
@@ -299,15 +306,16 @@ async def test_a_fatal_reply_to_a_planning_request_closes_the_session():
     session, sb, writer = _session([{"fatal": {"message": "no", "traceback": "tb"}}], eof=False)
     with pytest.raises(SessionFailed) as exc:
         await session.step_many_raw({"op": "rollouts"}, timeout=30.0)
-    assert exc.value.error == ProgramError("forbidden_import", "no", "tb")
+    assert exc.value.error == ProgramError("forbidden_import", "no", "tb") and exc.value.answered == []
     _assert_closed(session, sb, writer)
 
 
-async def test_garbage_in_reply_to_a_planning_request_closes_the_session():
-    session, sb, writer = _session([b"[3]\n"], eof=False)
+@pytest.mark.parametrize("line", [b"[3]\n", b"{broken\n", b"x" * 300 + b"\n"])
+async def test_garbage_in_reply_to_a_planning_request_closes_the_session(line):
+    session, sb, writer = _session([line], eof=False, limit=128)
     with pytest.raises(SessionFailed) as exc:
         await session.step_many_raw({"op": "rollouts"}, timeout=30.0)
-    assert exc.value.error.kind == "protocol"
+    assert exc.value.error.kind == "protocol" and exc.value.answered == []
     _assert_closed(session, sb, writer)
 
 
@@ -327,3 +335,38 @@ async def test_close_without_a_reaped_status_returns_an_empty_one():
     session, sb, _ = _session([])
     session.closed = True
     assert await session.close() == {} and sb.killed == []
+
+
+async def test_close_kills_the_child_even_when_the_stream_will_not_close():
+    session, sb, writer = _session([], status={"exit": 0})
+
+    def refuse() -> None:
+        writer.closed = True
+        raise OSError("already gone")
+
+    writer.close = refuse  # type: ignore[method-assign]
+    assert await session.close() == {"exit": 0}
+    _assert_closed(session, sb, writer)
+
+
+# --- limits: the messages a user sees ------------------------------------------------------------------------
+
+
+def test_limit_errors_say_what_to_change():
+    with pytest.raises(CwmError) as exc:
+        Limits(memory_mb=8)
+    assert exc.value.hint == "the limit is the address space of one program, numpy included"
+    for bad in ({"file_bytes": -1}, {"output_chars": -2}):
+        with pytest.raises(CwmError) as exc:
+            Limits(**bad)
+        assert exc.value.message == "sandbox limits must not be negative"
+    with pytest.raises(CwmError) as exc:
+        Limits(cpu_s=0)
+    assert exc.value.message == "the CPU-time limit must be at least 1 s (got 0)"
+
+
+def test_threads_equal_to_the_limit_keep_the_limits_as_given():
+    sb = Sandbox(SandboxConfig())
+    sb.policy = SimpleNamespace(threads=4)  # type: ignore[assignment]
+    lim = Limits(max_tasks=4)
+    assert sb.effective_limits(lim) is lim
