@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,18 @@ async def test_check_search_and_plan(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
     result = await cwm_api.plan("CartPole-v1", str(tmp_path / "run"), episodes=1, max_steps=5, simulations=4)
     assert result["returns"] == [5.0] and result["planner"] == "mcts"
+
+
+async def test_searches_hosted_together_share_a_pool_and_a_provider_cap(tmp_path: Path) -> None:
+    from cwm.agents.llm import HttpPool, ProviderLimits
+
+    reply = fenced("weak_force")
+    reply.delay = 0.3
+    async with FakeLLMServer(default=reply) as llm, HttpPool() as pool:
+        limits = ProviderLimits(1)
+        summaries = await asyncio.gather(*(
+            cwm_api.synthesize("CartPole-v1", f"openai:fake@{llm.base_url}", out=tmp_path / f"run{i}", budget=2,
+                               http=pool, limits=limits) for i in range(3)))
+        assert not pool.closed  # lent, not closed by the searches
+    assert [s["llm_calls"] for s in summaries] == [2, 2, 2]
+    assert llm.max_in_flight == 1 and len(llm.requests) == 6

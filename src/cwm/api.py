@@ -8,15 +8,24 @@
     env = cwm_api.as_env("runs/cp/best_program.py", env="CartPole-v1")
 
 Each call builds its own run context (client, sandbox, trace) from its arguments, exactly as the CLI
-does, so a process can hold many of them at once; nothing is kept between calls.
+does, so a process can hold many of them at once; nothing is kept between calls. A program hosting many
+searches on one event loop lends them its connections and the provider's call cap:
+
+    async with HttpPool() as pool:
+        limits = ProviderLimits(4)   # at most 4 calls in flight per provider, over all the searches
+        await asyncio.gather(*(cwm_api.synthesize(env, llm, out=f"runs/{env}", http=pool, limits=limits)
+                               for env in ("CartPole-v1", "Taxi-v3")))
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cwm.model_env import as_env
+
+if TYPE_CHECKING:
+    from cwm.agents.llm import HttpPool, ProviderLimits
 
 __all__ = ["as_env", "check", "plan", "synthesize"]
 
@@ -33,14 +42,21 @@ async def check(program: str, env: str, *, dataset: str | Path | None = None, me
 
 
 async def synthesize(env: str, llm: str, *, out: str | Path, budget: int = 10, method: str = "gif-mcts",
-                     resume: bool = False, **config: Any) -> dict[str, Any]:
+                     resume: bool = False, http: HttpPool | None = None, limits: ProviderLimits | None = None,
+                     **config: Any) -> dict[str, Any]:
     """Search for a model of ``env`` with ``llm``; ``config`` takes any ``RunConfig`` field (concurrency,
-    describe, allow_import, nodes, max_cost_usd, ...). Returns the summary ``cwm synthesize --json`` prints."""
-    from cwm.graph.run import RunConfig
+    describe, allow_import, nodes, max_cost_usd, ...). Returns the summary ``cwm synthesize --json`` prints.
+    ``http`` and ``limits``: the caller's connection pool and per-provider caps, lent to this search and
+    left open; without them the search opens and closes its own."""
+    from cwm.graph.run import RunConfig, make_client
     from cwm.graph.run import synthesize as run_search
 
     cfg = RunConfig(env=env, llm=llm, budget=budget, method=method, **config)
-    return await run_search(cfg, Path(out), resume=resume)
+    if http is None and limits is None:
+        return await run_search(cfg, Path(out), resume=resume)
+    limit = limits.for_llm(llm) if limits is not None else None
+    async with make_client(cfg, Path(out), http=http, limit=limit) as client:
+        return await run_search(cfg, Path(out), resume=resume, client=client)
 
 
 async def plan(env: str, model: str, *, episodes: int = 10, seed: int = 0, **config: Any) -> dict[str, Any]:
