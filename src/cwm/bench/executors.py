@@ -128,16 +128,19 @@ class LocalExecutor:
         return {}
 
     def close(self) -> None:
-        """Wait for the runs to end (cancelled ones stop at once), then close the shared pool and the loop."""
-        with self._lock:
-            futures = list(self._futures.values())
-        concurrent.futures.wait(futures)
-        http = self._shared.http
-        if http is not None:
-            asyncio.run_coroutine_threadsafe(http.aclose(), self._loop).result()
+        """Wait for every run to end, cancelled ones included (they stop at their last checkpoint, their
+        sandboxes shut down), then close the shared pool and the loop."""
+        asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result()
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join()
         self._loop.close()
+
+    async def _drain(self) -> None:
+        me = asyncio.current_task()
+        # a cancelled future returns at once, while its task may still be unwinding: wait for the tasks
+        await asyncio.gather(*(t for t in asyncio.all_tasks() if t is not me), return_exceptions=True)
+        if self._shared.http is not None:
+            await self._shared.http.aclose()
 
 
 def _ray_job(job: Job, slots: dict[str, Any] | None = None, per_provider: int | None = None) -> Outcome:

@@ -1,8 +1,9 @@
 """The bench's one progress display: runs done, paid calls, cost, elapsed time and time left.
 
-Runs report from their own threads (or, with Ray, only when they finish), so updates are taken under a
-lock. The estimate of time left treats a run's search as its budget of calls and extrapolates from the
-share of calls made so far; it is rough on purpose and says so (``~``).
+Runs report from the executor's thread (its event loop) while the main thread draws (with Ray, only when
+each finishes), so updates are taken under a lock. The estimate of time left treats a run's search as its
+budget of calls and extrapolates from the share of calls made so far; it is rough on purpose and says so
+(``~``).
 """
 
 from __future__ import annotations
