@@ -252,8 +252,9 @@ def _limit_child(limits: dict[str, Any], scratch: str) -> None:
                      (resource.RLIMIT_NOFILE, 64), (resource.RLIMIT_CORE, 0)):
         try:
             resource.setrlimit(res, (val, val))
-        except (ValueError, OSError):
-            resource.setrlimit(res, (val, resource.getrlimit(res)[1]))
+        except (ValueError, OSError):  # a hard limit inherited below ours (ulimit -t, a batch job): keep it
+            hard = resource.getrlimit(res)[1]
+            resource.setrlimit(res, (val if hard == resource.RLIM_INFINITY else min(val, hard), hard))
     if limits.get("seccomp", True) and _seccomp is not None:
         _seccomp_filter()
 
