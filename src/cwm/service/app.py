@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import time
+import traceback
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import structlog
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from cwm import __version__
 from cwm.errors import CwmError
@@ -41,6 +43,10 @@ MAX_DESCRIPTION = 64_000
 MAX_PROGRAM = 1_000_000
 LOOPBACK_URLS = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_PUBLIC = frozenset({"/healthz", "/"})
+_ENV_FIELDS = frozenset({"gym_id", "env_kwargs", "name", "description", "trajectories", "max_steps"})
+_RUN_FIELDS = frozenset({"env", "llm", "budget", "method", "concurrency", "plan", "seed", "describe",
+                         "allow_import", "nodes"})
 
 
 @dataclass
@@ -65,11 +71,29 @@ class ServiceConfig:
         explicit_url = "@" in llm
         for rule in (*self.allow_llm, self.default_llm, *LOOPBACK_URLS):
             if rule.startswith(("http://", "https://")):
-                if spec.base_url and explicit_url and spec.base_url.startswith(rule):
+                if spec.base_url and explicit_url and _url_under(spec.base_url, rule):
                     return True
             elif llm == rule or (not explicit_url and spec.name == rule) or (spec.api == "local" and rule == "local"):
                 return True
         return False
+
+
+def _url_under(url: str, rule: str) -> bool:
+    """``url`` starts with the allow-list prefix ``rule`` at a component boundary, and the host it reaches is
+    the one the prefix names: credentials in the authority (``http://127.0.0.1:1@evil.example``) would
+    make the client connect to the host after the ``@``, so such URLs never match."""
+    from yarl import URL
+
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return False
+    if parsed.user is not None or parsed.password is not None or not parsed.host:
+        return False
+    if not url.startswith(rule):
+        return False
+    rest = url[len(rule):]
+    return rule.endswith(("/", ":")) or not rest or rest[0] in "/:?#"
 
 
 def _error(status: int, message: str, hint: str | None = None) -> web.Response:
@@ -93,18 +117,22 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(400, str(exc))
     except asyncio.CancelledError:
         raise
-    except Exception:
-        log.exception("service.request_failed", path=request.path)
+    except Exception as exc:
+        # the JSON log renders no exc_info, so the traceback travels as text the operator can read
+        log.error("service.request_failed", path=request.path, error=f"{type(exc).__name__}: {exc}",
+                  traceback=traceback.format_exc())
         return _error(500, "internal error; the server log has the details")
 
 
 def _auth(token: str | None) -> Any:
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if token is None or request.path == "/healthz":
+        # the page and its static files carry no data (the page asks the API with ?token=); guarding them
+        # would leave a browser on /?token=... with a page whose script and stylesheet are refused
+        if token is None or request.path in _PUBLIC or request.path.startswith("/static/"):
             return await handler(request)
-        given = request.headers.get("Authorization", "")
-        supplied = given[7:] if given.startswith("Bearer ") else request.query.get("token", "")
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        supplied = given.strip() if scheme.lower() == "bearer" else request.query.get("token", "")
         if not hmac.compare_digest(supplied.encode(), token.encode()):
             return _error(401, "missing or wrong bearer token",
                           hint="send 'Authorization: Bearer TOKEN' (the token printed at first start)")
@@ -128,9 +156,27 @@ class Service:
             body = await request.json()
         except (ValueError, UnicodeDecodeError) as exc:
             raise web.HTTPBadRequest(text=f"the body is not JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise web.HTTPBadRequest(text="the body is not JSON this server reads: nested too deeply") from exc
         if not isinstance(body, dict):
             raise web.HTTPBadRequest(text="the body must be a JSON object")
         return body
+
+    async def _fields(self, request: web.Request, known: frozenset[str]) -> dict[str, Any]:
+        """The JSON object body, refusing keys the endpoint does not read (a typo such as ``budjet`` would
+        otherwise run with the default silently)."""
+        body = await self._json(request)
+        unknown = sorted(set(body) - known)
+        if unknown:
+            raise web.HTTPBadRequest(text=f"unknown field(s) {', '.join(map(repr, unknown))}; this endpoint "
+                                          f"reads {', '.join(sorted(known))}")
+        return body
+
+    def _env_of(self, body: dict[str, Any]) -> EnvRecord:
+        env_id = body.get("env")
+        if not isinstance(env_id, str) or not env_id:
+            raise web.HTTPBadRequest(text="'env' (the id POST /v1/envs returned) is required")
+        return self._env(env_id)
 
     def _env(self, env_id: str) -> EnvRecord:
         env = self.store.get_env(env_id)
@@ -148,7 +194,7 @@ class Service:
     async def post_env(self, request: web.Request) -> web.Response:
         if request.content_type.startswith("multipart/"):
             return await self._upload_env(request)
-        body = await self._json(request)
+        body = await self._fields(request, _ENV_FIELDS)
         gym_id = body.get("gym_id")
         if not isinstance(gym_id, str) or not gym_id:
             raise web.HTTPBadRequest(text="'gym_id' (a gymnasium id such as 'FrozenLake-v1') is required; "
@@ -160,8 +206,11 @@ class Service:
         from cwm.envs.dataset import bundled_path
         from cwm.envs.registry import resolve_gym_id
 
+        trajectories = _int(body, "trajectories", 10, 1, 100)
+        max_steps = _int(body, "max_steps", 100, 1, 1000)
+        name = _name(body.get("name"))
         await asyncio.to_thread(resolve_gym_id, gym_id)  # unknown ids fail here with a did-you-mean
-        env_id = _new_id(body.get("name"), gym_id)
+        env_id = _new_id(name, gym_id)
         env_dir = self.cfg.data / "envs" / env_id
         env_dir.mkdir(parents=True, exist_ok=True)
         desc_path = _write_description(env_dir, description)
@@ -175,8 +224,6 @@ class Service:
             return web.json_response(rec.to_json(), status=201)
         rec = EnvRecord(env_id, gym_id, kwargs, "collecting", None, desc_path)
         self.store.put_env(rec)
-        trajectories = _int(body, "trajectories", 10, 1, 100)
-        max_steps = _int(body, "max_steps", 100, 1, 1000)
         task = asyncio.create_task(self._collect(rec, env_dir, trajectories, max_steps))
         self._collections.add(task)
         task.add_done_callback(self._collections.discard)
@@ -204,9 +251,10 @@ class Service:
         if "description" not in fields:
             raise web.HTTPBadRequest(text="multipart field 'description' is required for an uploaded dataset: "
                                           "describe the state, action, reward and episode end")
-        description = _description(fields["description"].decode("utf-8", errors="replace"))
-        name = fields.get("name", b"uploaded").decode("utf-8", errors="replace")
-        env_id = _new_id(name, name)
+        description = _description(_text(fields, "description"))
+        name = _name(_text(fields, "name") or "uploaded")
+        gym_id = _text(fields, "gym_id") or None
+        env_id = _new_id(name, "uploaded")
         env_dir = self.cfg.data / "envs" / env_id
         env_dir.mkdir(parents=True, exist_ok=True)
         path = env_dir / "dataset.npz"
@@ -216,7 +264,6 @@ class Service:
         except CwmError as exc:
             path.unlink(missing_ok=True)
             raise web.HTTPBadRequest(text=f"the uploaded dataset is not a valid cwm-dataset: {exc}") from exc
-        gym_id = fields.get("gym_id", b"").decode() or None
         rec = EnvRecord(env_id, gym_id, {}, "ready", str(path), _write_description(env_dir, description),
                         transitions=len(ds))
         self.store.put_env(rec)
@@ -246,7 +293,7 @@ class Service:
             repair_budget = -1
         if not 0 <= repair_budget <= 100:
             raise web.HTTPBadRequest(text="'repair_budget' must be an integer in 0..100 (0: re-check only)")
-        heldout_text = fields.get("heldout", b"false").decode().strip().lower()
+        heldout_text = (_text(fields, "heldout") or "false").strip().lower()
         if heldout_text not in ("true", "false"):
             raise web.HTTPBadRequest(text="'heldout' must be true or false")
         env_dir = self.cfg.data / "envs" / env.id
@@ -315,17 +362,24 @@ class Service:
 
     async def _multipart(self, request: web.Request) -> dict[str, bytes]:
         fields: dict[str, bytes] = {}
-        reader = await request.multipart()
         limit = self.cfg.max_upload_mb * 1024 * 1024
-        while (part := await reader.next()) is not None:
-            if not isinstance(part, BodyPartReader) or part.name is None:
-                continue
-            data = bytearray()
-            while chunk := await part.read_chunk():
-                data += chunk
-                if len(data) > limit:
-                    raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
-            fields[part.name] = bytes(data)
+        try:
+            reader = await request.multipart()
+            while (part := await reader.next()) is not None:
+                if not isinstance(part, BodyPartReader) or part.name is None:
+                    continue
+                data = bytearray()
+                while chunk := await part.read_chunk():
+                    data += chunk
+                    if len(data) > limit:
+                        raise web.HTTPRequestEntityTooLarge(
+                            limit, len(data), text=f"field {part.name!r} is over {self.cfg.max_upload_mb} MB, "
+                                                   "this server's upload limit; send smaller files")
+                fields[part.name] = bytes(data)
+        except (ValueError, AssertionError, KeyError, HttpProcessingError) as exc:  # a malformed body
+            detail = " ".join(str(exc).split())
+            raise web.HTTPBadRequest(text=f"the multipart/form-data body is malformed ({type(exc).__name__}: "
+                                          f"{detail}); send it with a client's form encoder (curl -F)") from exc
         return fields
 
     async def list_envs(self, request: web.Request) -> web.Response:
@@ -336,8 +390,8 @@ class Service:
 
     # ---------- runs
     async def post_run(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
-        env = self._env(str(body.get("env", "")))
+        body = await self._fields(request, _RUN_FIELDS)
+        env = self._env_of(body)
         if env.status != "ready":
             raise web.HTTPConflict(text=f"environment {env.id!r} is {env.status}; runs need status ready")
         llm = body.get("llm", self.cfg.default_llm)
@@ -349,7 +403,7 @@ class Service:
         method = body.get("method", "gif-mcts")
         from cwm.graph.search import METHODS
 
-        if method not in METHODS:
+        if not isinstance(method, str) or method not in METHODS:
             raise web.HTTPBadRequest(text=f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         plan = body.get("plan", False)
         if plan is not False and (isinstance(plan, bool) or not isinstance(plan, int) or not
@@ -408,11 +462,19 @@ class Service:
         rec = self.runs.cancel(request.match_info["id"])
         if rec is None:
             raise web.HTTPNotFound(text=f"no run {request.match_info['id']!r}")
+        if rec.status in ("done", "failed"):
+            raise web.HTTPConflict(text=f"run {rec.id!r} already finished ({rec.status}); there is nothing to "
+                                        "cancel")
         return web.json_response({"id": rec.id, "status": rec.status})
 
     async def run_events(self, request: web.Request) -> web.StreamResponse:
         rec = self._run(request.match_info["id"])
-        after = parse_last_event_id(request.headers.get("Last-Event-ID") or request.query.get("last_event_id"))
+        try:
+            after = parse_last_event_id(request.headers.get("Last-Event-ID") or
+                                        request.query.get("last_event_id"))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=f"{exc}; send the id of the last event received, or none to start "
+                                          "from the run's first event") from exc
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
@@ -423,17 +485,20 @@ class Service:
             return current is None or current.status in FINISHED
 
         trace = Path(rec.run_dir) / "trace.jsonl"
-        async for line_no, data in trace_events(trace, after, finished):
-            await resp.write(format_sse(line_no, data))
-        final = self.store.get_run(run_id)
-        await resp.write(end_event(final.status if final else "unknown"))
-        await resp.write_eof()
+        try:
+            async for line_no, data in trace_events(trace, after, finished):
+                await resp.write(format_sse(line_no, data))
+            final = self.store.get_run(run_id)
+            await resp.write(end_event(final.status if final else "unknown"))
+            await resp.write_eof()
+        except ConnectionResetError:  # the reader left (closed its tab); it resumes with Last-Event-ID
+            pass
         return resp
 
     # ---------- one-shot tools
     async def post_check(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
-        env = self._env(str(body.get("env", "")))
+        body = await self._fields(request, frozenset({"env", "program", "max_failures"}))
+        env = self._env_of(body)
         program = _program(body)
         from cwm.envs.dataset import load
         from cwm.sandbox import check_program
@@ -445,23 +510,37 @@ class Service:
         return web.json_response(report.to_json())
 
     async def post_plan(self, request: web.Request) -> web.Response:
-        body = await self._json(request)
-        env = self._env(str(body.get("env", "")))
+        body = await self._fields(request, frozenset({"env", "program", "run", "episodes", "seed"}))
+        env = self._env_of(body)
         if env.gym_id is None:
             raise web.HTTPBadRequest(text="planning needs an environment registered by gym_id")
+        if ("run" in body) == ("program" in body):
+            raise web.HTTPBadRequest(text="send either 'program' (Python source) or 'run' (a run id), not both "
+                                          "and not neither")
         if "run" in body:
-            run_path = Path(self._run(str(body["run"])).run_dir) / "best_program.py"
+            if not isinstance(body["run"], str):
+                raise web.HTTPBadRequest(text="'run' must be a run id (a string)")
+            run = self._run(body["run"])
+            if run.env != env.id:
+                raise web.HTTPBadRequest(text=f"run {run.id!r} learned environment {run.env!r}, not {env.id!r}")
+            run_path = Path(run.run_dir) / "best_program.py"
             if not run_path.exists():
-                raise web.HTTPConflict(text="that run has no program yet")
+                raise web.HTTPConflict(text=f"run {run.id!r} has no program yet (status {run.status})")
             program = run_path.read_text(encoding="utf-8")
         else:
             program = _program(body)
         from cwm.planning.agent import PlanConfig, plan
+        from cwm.planning.models import ModelFailed
 
         cfg = PlanConfig(env=env.gym_id, model="program",
                          episodes=_int(body, "episodes", 3, 1, self.cfg.max_plan_episodes),
-                         seed=_int(body, "seed", 0, 0, 2**31 - 1))
-        result = await plan(cfg, code=program)
+                         seed=_int(body, "seed", 0, 0, 2**31 - 1), env_kwargs=dict(env.env_kwargs))
+        try:
+            result = await plan(cfg, code=program)
+        except ModelFailed as exc:  # the program, not the request, broke: say how, like /v1/check's report
+            return web.json_response({"error": f"the program failed while planning: {exc}",
+                                      "hint": "score it with POST /v1/check to see the failing transitions",
+                                      "program_error": exc.error.to_json()}, status=422)
         return web.json_response(result)
 
     # ---------- operations
@@ -593,7 +672,8 @@ def _description(value: Any) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise web.HTTPBadRequest(text="'description' must be non-empty text")
     if len(value) > MAX_DESCRIPTION:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_DESCRIPTION, actual_size=len(value))
+        raise web.HTTPRequestEntityTooLarge(MAX_DESCRIPTION, len(value), text=(
+            f"'description' has {len(value)} characters; at most {MAX_DESCRIPTION} are accepted"))
     return value
 
 
@@ -610,8 +690,29 @@ def _program(body: dict[str, Any]) -> str:
     if not isinstance(program, str) or "class Environment" not in program:
         raise web.HTTPBadRequest(text="'program' must be Python source defining class Environment")
     if len(program) > MAX_PROGRAM:
-        raise web.HTTPRequestEntityTooLarge(max_size=MAX_PROGRAM, actual_size=len(program))
+        raise web.HTTPRequestEntityTooLarge(MAX_PROGRAM, len(program), text=(
+            f"'program' has {len(program)} characters; at most {MAX_PROGRAM} are accepted"))
     return program
+
+
+def _name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _ID.match(value):
+        raise web.HTTPBadRequest(text="'name' must be 1-64 letters, digits, '_', '.' or '-', starting with a "
+                                      "letter or digit")
+    return value
+
+
+def _text(fields: dict[str, bytes], name: str) -> str | None:
+    """A multipart text field as UTF-8, or None when absent."""
+    raw = fields.get(name)
+    if raw is None:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise web.HTTPBadRequest(text=f"multipart field {name!r} is not UTF-8 text") from exc
 
 
 def _new_id(name: Any, fallback: str) -> str:

@@ -16,14 +16,14 @@ from pathlib import Path
 
 
 def parse_last_event_id(header: str | None) -> int:
-    """The last line the client has seen (0: none); a malformed header starts from the beginning."""
-    if header is None:
+    """The last line the client has seen (0: none). A malformed id is refused (ValueError) rather than
+    read as "from the start": a client that resent a garbled id would otherwise get every event twice."""
+    if header is None or not header.strip():
         return 0
-    try:
-        value = int(header.strip())
-    except ValueError:
-        return 0
-    return max(value, 0)
+    text = header.strip()
+    if not text.isdigit() or not text.isascii() or len(text) > 18:
+        raise ValueError(f"Last-Event-ID {header[:40]!r} is not an event id (a non-negative integer)")
+    return int(text)
 
 
 async def trace_events(path: Path, after: int, finished: Callable[[], bool],

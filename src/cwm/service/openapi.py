@@ -14,7 +14,8 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 def openapi_document(version: str) -> dict[str, Any]:
     ref = {"Env": {"$ref": "#/components/schemas/Env"}, "Run": {"$ref": "#/components/schemas/Run"}}
-    errors = {"400": _ERROR, "401": _ERROR, "404": _ERROR}
+    errors = {"400": _ERROR, "401": _ERROR, "404": _ERROR, "500": _ERROR}
+    too_large = {"413": _ERROR}
     return {
         "openapi": "3.1.0",
         "info": {"title": "cwm service", "version": version,
@@ -29,33 +30,44 @@ def openapi_document(version: str) -> dict[str, Any]:
                     "env_kwargs": {"type": "object"},
                     "status": {"enum": ["collecting", "ready", "failed"]},
                     "transitions": {"type": ["integer", "null"]}, "error": {"type": ["string", "null"]}}},
-                "EnvRequest": {"type": "object", "required": ["gym_id"], "properties": {
+                "EnvRequest": {"type": "object", "required": ["gym_id"], "additionalProperties": False,
+                               "properties": {
                     "gym_id": {"type": "string"}, "env_kwargs": {"type": "object"}, "name": {"type": "string"},
                     "description": {"type": "string", "maxLength": 64000},
                     "trajectories": {"type": "integer", "minimum": 1, "maximum": 100},
                     "max_steps": {"type": "integer", "minimum": 1, "maximum": 1000}}},
-                "RunRequest": {"type": "object", "required": ["env"], "properties": {
+                "RunRequest": {"type": "object", "required": ["env"], "additionalProperties": False, "properties": {
                     "env": {"type": "string"}, "llm": {"type": "string"},
                     "budget": {"type": "integer", "minimum": 1, "maximum": 500},
-                    "method": {"type": "string"}, "concurrency": {"type": "integer", "minimum": 1, "maximum": 32},
+                    "method": {"enum": ["gif-mcts", "gif-mcts-paper", "worldcoder", "best-of-n"]},
+                    "concurrency": {"type": "integer", "minimum": 1, "maximum": 32},
                     "plan": {"oneOf": [{"const": False}, {"type": "integer", "minimum": 1}]},
-                    "seed": {"type": "integer", "minimum": 0}}},
+                    "seed": {"type": "integer", "minimum": 0},
+                    "describe": {"enum": ["docs+facts", "docs"]},
+                    "allow_import": {"type": "array", "items": {"type": "string"}},
+                    "nodes": {"type": "array", "items": {"type": "string"},
+                              "description": "registered node types (`cwm nodes`)"}}},
                 "Run": {"type": "object", "required": ["id", "status"], "properties": {
                     "id": {"type": "string"}, "env": {"type": "string"},
                     "status": {"enum": ["queued", "running", "done", "failed", "cancelled"]},
                     "summary": {"type": ["object", "null"],
                                 "description": "the keys of `cwm synthesize --json` once known"},
                     "error": {"type": ["string", "null"]}}},
-                "CheckRequest": {"type": "object", "required": ["env", "program"], "properties": {
+                "CheckRequest": {"type": "object", "required": ["env", "program"], "additionalProperties": False,
+                                 "properties": {
                     "env": {"type": "string"}, "program": {"type": "string"},
                     "max_failures": {"type": "integer", "minimum": 0, "maximum": 100}}},
-                "PlanRequest": {"type": "object", "required": ["env"], "properties": {
+                "PlanRequest": {"type": "object", "required": ["env"], "additionalProperties": False,
+                                "description": "exactly one of program and run", "properties": {
                     "env": {"type": "string"}, "program": {"type": "string"}, "run": {"type": "string"},
                     "episodes": {"type": "integer", "minimum": 1}, "seed": {"type": "integer"}}},
             },
         },
         "security": [{"bearer": []}],
         "paths": {
+            "/": {"get": {"summary": "the web page (static; it asks the API with ?token=)", "security": [],
+                          "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": _json({})}}},
             "/healthz": {"get": {"summary": "liveness", "security": [], "responses": {"200": _json({})}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {
                 "200": {"description": "text exposition format", "content": {"text/plain": {}}}}}},
@@ -71,7 +83,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                                  "description": {"type": "string"}, "name": {"type": "string"},
                                  "gym_id": {"type": "string"}}}}}},
                          "responses": {"201": _json(ref["Env"], "ready"),
-                                       "202": _json(ref["Env"], "collecting"), **errors}}},
+                                       "202": _json(ref["Env"], "collecting"), **errors, **too_large}}},
             "/v1/envs/{id}": {"get": {"summary": "one environment", "parameters": [_path("id")],
                                       "responses": {"200": _json(ref["Env"]), **errors}}},
             "/v1/envs/{id}/transitions": {"post": {
@@ -79,8 +91,10 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "parameters": [_path("id")],
                 "requestBody": {"content": {"multipart/form-data": {"schema": {"type": "object", "required": [
                     "dataset"], "properties": {"dataset": {"type": "string", "format": "binary"},
-                                               "heldout": {"enum": ["true", "false"]}}}}}},
-                "responses": {"200": _json({"type": "object"}), "409": _ERROR, **errors}}},
+                                               "heldout": {"enum": ["true", "false"]},
+                                               "repair_budget": {"type": "integer", "minimum": 0,
+                                                                 "maximum": 100}}}}}},
+                "responses": {"200": _json({"type": "object"}), "409": _ERROR, **errors, **too_large}}},
             "/v1/runs": {
                 "get": {"summary": "all runs", "responses": {"200": _json(
                     {"type": "object", "properties": {"runs": {"type": "array", "items": ref["Run"]}}})}},
@@ -91,8 +105,8 @@ def openapi_document(version: str) -> dict[str, Any]:
             "/v1/runs/{id}": {
                 "get": {"summary": "a run's status and summary", "parameters": [_path("id")],
                         "responses": {"200": _json(ref["Run"]), **errors}},
-                "delete": {"summary": "cancel a run", "parameters": [_path("id")],
-                           "responses": {"200": _json(ref["Run"]), **errors}}},
+                "delete": {"summary": "cancel a queued or running run", "parameters": [_path("id")],
+                           "responses": {"200": _json(ref["Run"]), "409": _ERROR, **errors}}},
             "/v1/runs/{id}/program": {"get": {"summary": "the run's best program", "parameters": [_path("id")],
                                               "responses": {"200": {"description": "Python source",
                                                                     "content": {"text/x-python": {}}},
@@ -107,11 +121,12 @@ def openapi_document(version: str) -> dict[str, Any]:
                               **errors}}},
             "/v1/check": {"post": {"summary": "score a program on an environment's data", "requestBody": {
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CheckRequest"}}}},
-                "responses": {"200": _json({"type": "object"}), **errors}}},
+                "responses": {"200": _json({"type": "object"}), "409": _ERROR, **errors, **too_large}}},
             "/v1/plan": {"post": {"summary": "plan with a program (or a run's best) in the real environment",
                                   "requestBody": {"content": {"application/json": {
                                       "schema": {"$ref": "#/components/schemas/PlanRequest"}}}},
-                                  "responses": {"200": _json({"type": "object"}), **errors}}},
+                                  "responses": {"200": _json({"type": "object"}), "409": _ERROR,
+                                                "422": _ERROR, **errors, **too_large}}},
         },
     }
 

@@ -8,6 +8,7 @@ from its last superstep, and calls answered before the kill are replayed from th
 from __future__ import annotations
 
 import asyncio
+import traceback
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -172,9 +173,14 @@ class RunManager:
             except CwmError as exc:
                 self._finish(run_id, "failed", error=str(exc))
                 return
-            except Exception as exc:  # a defect must not take the server down; the trace has the details
-                log.exception("service.run_crashed", run_id=run_id)
+            except Exception as exc:  # a defect must not take the server down; the log has the traceback
+                log.error("service.run_crashed", run_id=run_id, error=f"{type(exc).__name__}: {exc}",
+                          traceback=traceback.format_exc())
                 self._finish(run_id, "failed", error=f"{type(exc).__name__}: {exc}")
+                return
+            if summary.get("program") is None:  # no program at all (the LLM failed throughout): not "done"
+                error = summary.get("llm_error") or f"the search produced no program (stop: {summary.get('stop')})"
+                self._finish(run_id, "failed", summary=summary, error=str(error))
                 return
             self._finish(run_id, "done", summary=summary)
 

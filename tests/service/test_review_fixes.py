@@ -1,0 +1,190 @@
+"""Defects a review of ``cwm serve`` found by using it, each pinned so it stays fixed.
+
+Every bad request below once answered 500 (or was silently accepted, or bypassed the LLM allow-list); the
+service must answer each with a 4xx JSON error that says what to fix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from aiohttp import web
+from structlog.testing import capture_logs
+from test_service import Api
+
+from cwm.agents.llm.fake_server import Fail, FakeLLMServer
+from cwm.service import Service, ServiceConfig
+from cwm.service.events import parse_last_event_id
+from fake_llm import CARTPOLE, fenced
+
+
+@pytest_asyncio.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[Service, Api]]:
+    service = Service(ServiceConfig(data=tmp_path / "data", default_llm="local", max_runs=2))
+    runner = web.AppRunner(service.app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    async with aiohttp.ClientSession() as session:
+        yield service, Api(f"http://127.0.0.1:{runner.addresses[0][1]}", session)
+    await runner.cleanup()
+
+
+async def _cartpole(api: Api) -> str:
+    status, env = await api.call("POST", "/v1/envs", json={"gym_id": "CartPole-v1"})
+    assert status == 201
+    return str(env["id"])
+
+
+@pytest.mark.parametrize("llm", [
+    "openai:m@http://127.0.0.1:1@evil.example/v1",  # userinfo: the client would connect to evil.example
+    "openai:m@http://127.0.0.1:8000@evil.example/v1",
+    "openai:m@http://localhost:1@evil.example/v1",
+    "openai:m@https://llm.internal.evil.example/v1",  # an operator rule without a trailing slash
+    "openai:m@https://llm.internal@evil.example/v1",
+])
+def test_the_allow_list_cannot_be_bypassed_with_credentials_or_a_longer_host(llm: str) -> None:
+    cfg = ServiceConfig(data=Path("/nonexistent"), default_llm="local", allow_llm=("https://llm.internal",))
+    assert not cfg.llm_allowed(llm)
+    assert cfg.llm_allowed("openai:m@https://llm.internal/v1")
+    assert cfg.llm_allowed("openai:m@https://llm.internal:8443/v1")
+    assert cfg.llm_allowed("openai:m@http://127.0.0.1:8000/v1")
+
+
+@pytest.mark.parametrize(("payload", "status", "fragment"), [
+    ({"method": ["x"]}, 400, "unknown method"),
+    ({"budjet": 100}, 400, "unknown field(s) 'budjet'"),
+    ({"env": None}, 400, "'env'"),
+])
+async def test_run_requests_with_wrong_types_or_typos_are_refused(
+        served: tuple[Service, Api], payload: dict[str, Any], status: int, fragment: str) -> None:
+    _, api = served
+    env_id = await _cartpole(api)
+    got, body = await api.call("POST", "/v1/runs", json={"env": env_id, **payload})
+    assert got == status and fragment in body["error"], body
+
+
+@pytest.mark.parametrize(("method", "path", "kw", "status", "fragment"), [
+    ("POST", "/v1/runs", {"data": b"[" * 100_000}, 400, "nested too deeply"),
+    ("POST", "/v1/runs", {"json": {}}, 400, "'env'"),
+    ("POST", "/v1/check", {"json": {"program": CARTPOLE}}, 400, "'env'"),
+    ("POST", "/v1/envs", {"data": b"--xx\r\nbroken", "headers": {"Content-Type": "multipart/form-data; boundary=xx"}},
+     400, "malformed"),
+    ("POST", "/v1/envs", {"data": b"abc", "headers": {"Content-Type": "multipart/form-data"}}, 400, "malformed"),
+    ("POST", "/v1/envs", {"json": {"gym_id": "CartPole-v1", "trajectories": "x"}}, 400, "'trajectories'"),
+    ("POST", "/v1/envs", {"json": {"gym_id": "CartPole-v1", "name": "a b/c"}}, 400, "'name'"),
+    ("POST", "/v1/envs", {"json": {"gym_id": "CartPole-v1", "env_kwarg": {}}}, 400, "unknown field(s)"),
+    ("POST", "/v1/envs", {"json": {"gym_id": "CartPole-v1", "description": "x" * 70_000}}, 413,
+     "'description' has 70000 characters"),
+])
+async def test_malformed_requests_get_a_4xx_that_says_what_to_fix(
+        served: tuple[Service, Api], method: str, path: str, kw: dict[str, Any], status: int, fragment: str) -> None:
+    _, api = served
+    async with api.session.request(method, api.base + path, **kw) as r:
+        got, body = r.status, json.loads(await r.text())
+    assert got == status and isinstance(body, dict) and fragment in body["error"], body
+
+
+async def test_a_multipart_text_field_that_is_not_utf8_is_refused(served: tuple[Service, Api]) -> None:
+    _, api = served
+    form = aiohttp.FormData()
+    form.add_field("dataset", io.BytesIO(b"PK"), filename="x.npz")
+    form.add_field("description", io.BytesIO(b"\xff\xfe"), content_type="text/plain")
+    status, body = await api.call("POST", "/v1/envs", data=form)
+    assert status == 400 and "'description' is not UTF-8" in body["error"]
+
+
+def test_a_malformed_last_event_id_is_refused_not_replayed_from_the_start() -> None:
+    assert parse_last_event_id(None) == 0 and parse_last_event_id(" 7 ") == 7
+    for bad in ("abc", "-5", "1.5", "9" * 30):
+        with pytest.raises(ValueError, match="not an event id"):
+            parse_last_event_id(bad)
+
+
+async def test_events_delete_and_plan_of_a_finished_run(served: tuple[Service, Api]) -> None:
+    _, api = served
+    env_id = await _cartpole(api)
+    async with FakeLLMServer(default=fenced("good")) as llm:
+        _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
+                                                            "budget": 1})
+        run = await api.wait(body["id"])
+    assert run["status"] == "done"
+    async with api.session.get(f"{api.base}/v1/runs/{run['id']}/events", headers={"Last-Event-ID": "x1"}) as r:
+        assert r.status == 400 and "not an event id" in (await r.json())["error"]
+    status, out = await api.call("DELETE", f"/v1/runs/{run['id']}")
+    assert status == 409 and "already finished" in out["error"]
+
+    status, out = await api.call("POST", "/v1/plan", json={"env": env_id, "program": "class Environment: pass",
+                                                          "episodes": 1})
+    assert status == 422 and "failed while planning" in out["error"] and out["program_error"]["kind"]
+    status, out = await api.call("POST", "/v1/plan", json={"env": env_id, "program": CARTPOLE, "run": run["id"]})
+    assert status == 400 and "either 'program'" in out["error"]
+    _, other = await api.call("POST", "/v1/envs", json={"gym_id": "CartPole-v1"})
+    status, out = await api.call("POST", "/v1/plan", json={"env": other["id"], "run": run["id"]})
+    assert status == 400 and "learned environment" in out["error"]
+
+
+async def test_a_run_whose_llm_never_answers_is_failed_not_done(served: tuple[Service, Api]) -> None:
+    _, api = served
+    env_id = await _cartpole(api)
+    async with FakeLLMServer(default=Fail(401, "invalid api key")) as llm:
+        _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
+                                                            "budget": 2})
+        run = await api.wait(body["id"])
+    assert run["status"] == "failed", run
+    assert run["summary"]["program"] is None and run["error"]
+    _, metrics = await api.call("GET", "/metrics")
+    assert 'cwm_runs{state="failed"} 1' in metrics
+
+
+async def test_an_internal_error_logs_its_traceback(served: tuple[Service, Api],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    service, api = served
+
+    def broken() -> list[Any]:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(service.store, "list_envs", broken)
+    with capture_logs() as logs:
+        status, body = await api.call("GET", "/v1/envs")
+    assert status == 500 and "Traceback" not in json.dumps(body)
+    failed = [e for e in logs if e["event"] == "service.request_failed"]
+    assert failed and failed[0]["error"] == "RuntimeError: disk on fire"
+    assert "Traceback" in failed[0]["traceback"] and "disk on fire" in failed[0]["traceback"]
+
+
+async def test_with_a_token_the_page_and_its_static_files_load_but_the_api_stays_guarded(tmp_path: Path) -> None:
+    service = Service(ServiceConfig(data=tmp_path / "data", token="s3cret"))
+    runner = web.AppRunner(service.app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            anonymous = Api(base, session)
+            for path in ("/", "/static/app.js", "/static/style.css"):
+                assert (await anonymous.call("GET", path))[0] == 200, path
+            for path in ("/v1/runs", "/metrics", "/openapi.json"):
+                assert (await anonymous.call("GET", path))[0] == 401, path
+            async with session.get(f"{base}/v1/runs", headers={"Authorization": "bearer s3cret"}) as r:
+                assert r.status == 200  # the auth scheme is case-insensitive (RFC 7235)
+    finally:
+        await runner.cleanup()
+
+
+async def test_the_openapi_document_lists_every_route_and_its_error_statuses(served: tuple[Service, Api]) -> None:
+    service, api = served
+    _, doc = await api.call("GET", "/openapi.json")
+    routes = {(r.method.lower(), r.resource.canonical) for r in service.app().router.routes()
+              if r.resource is not None and r.method != "HEAD" and not r.resource.canonical.startswith("/static")}
+    documented = {(m, p) for p, ops in doc["paths"].items() for m in ops}
+    assert routes <= documented, routes - documented
+    assert "409" in doc["paths"]["/v1/runs/{id}"]["delete"]["responses"]
+    assert "422" in doc["paths"]["/v1/plan"]["post"]["responses"]
+    assert {"describe", "allow_import", "nodes"} <= set(doc["components"]["schemas"]["RunRequest"]["properties"])
