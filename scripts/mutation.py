@@ -7,6 +7,9 @@ pytest arguments (e.g. deselecting a slow test). For one module this script
 1. exports the committed tree (``git archive HEAD``; ``--worktree`` copies the working files instead)
    into ``$CWM_MUTATION_DIR/<name>`` (default /tmp/cwm-mutation), so mutmut's ``mutants/`` copy never
    lands in the checkout and concurrent edits by others do not leak into the measurement;
+   mutmut leaves decorated functions unmutated, so with ``undecorate = true`` the exported copies of the
+   module's files apply their top-level functions' decorators after the definition instead
+   (``f = deco(f)``, the same function at run time) and those functions are mutated too;
 2. writes a ``setup.cfg`` ``[mutmut]`` section restricted to that module and its covering tests;
 3. runs ``mutmut run --max-children N`` (default 1: the machine is shared) under ``nice``, with the
    hypothesis properties at 10 examples per mutant (``CWM_HYPOTHESIS_EXAMPLES``);
@@ -19,6 +22,7 @@ Exit status: 0 when the kill rate reaches ``--min`` (default 90), 1 below it, 2 
 from __future__ import annotations
 
 import argparse
+import ast
 import fnmatch
 import json
 import os
@@ -41,6 +45,7 @@ class Module:
     functions: list[str]
     tests: list[str]
     pytest_args: list[str]
+    undecorate: bool = False
 
     def mutant_globs(self) -> list[str]:
         out = []
@@ -54,7 +59,33 @@ def load_modules() -> dict[str, Module]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     tables = data.get("tool", {}).get("cwm", {}).get("mutation", {})
     return {name: Module(name, list(t["files"]), list(t.get("functions", ["*"])), list(t["tests"]),
-                         list(t.get("pytest_args", []))) for name, t in tables.items()}
+                         list(t.get("pytest_args", [])), bool(t.get("undecorate", False)))
+            for name, t in tables.items()}
+
+
+def undecorate(path: Path) -> int:
+    """Rewrite ``@deco def f`` (module level or in a module-level class; not static or class methods,
+    which mutmut handles) as ``def f`` followed by ``f = deco(f)``: mutmut skips decorated functions,
+    and applying the decorator after the definition is the same at run time.
+    Returns how many functions were rewritten."""
+    text = path.read_text(encoding="utf-8")
+    lines = text.splitlines(keepends=True)
+    tree = ast.parse(text)
+    scopes = [tree.body, *(c.body for c in tree.body if isinstance(c, ast.ClassDef))]  # module and its classes
+    funcs = sorted((n for body in scopes for n in body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and n.decorator_list and not any(isinstance(d, ast.Name) and d.id in
+                                                     ("staticmethod", "classmethod") for d in n.decorator_list)),
+                   key=lambda n: n.lineno)
+    for fn in reversed(funcs):  # bottom-up, so earlier line numbers stay valid
+        assert fn.end_lineno is not None
+        decos = [ast.get_source_segment(text, d) for d in fn.decorator_list]
+        wrapped = fn.name
+        for d in reversed(decos):
+            wrapped = f"({d})({wrapped})"
+        lines.insert(fn.end_lineno, " " * fn.col_offset + f"{fn.name} = {wrapped}\n")
+        del lines[fn.decorator_list[0].lineno - 1:fn.lineno - 1]
+    path.write_text("".join(lines), encoding="utf-8")
+    return len(funcs)
 
 
 def export_tree(dest: Path, worktree: bool) -> str:
@@ -126,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         dest = base / mod.name
         source = export_tree(dest, args.worktree)
         write_config(dest, mod)
+        if mod.undecorate:
+            for f in mod.files:
+                print(f"   {f}: {undecorate(dest / f)} decorated function(s) made mutable", flush=True)
         globs = mod.mutant_globs()
         print(f"== {mod.name} ({source}) in {dest}", flush=True)
         # property tests run 10 examples per mutant instead of their 40-60 (the full count runs in the suite)
