@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from cwm.envs.dataset import INCONSISTENT, UNKNOWN, Dataset
-from cwm.sandbox.evaluate import ScoreReport, _failure, check_program, evaluate
+from cwm.sandbox.evaluate import ScoreReport, _failure, check_program, evaluate, io_spec
 from cwm.sandbox.scoring import TransitionScore, wire_prediction
-from cwm.sandbox.worker import Limits, LoadResult, ProgramError, SandboxConfig, SessionFailed
+from cwm.sandbox.worker import IOSpec, Limits, LoadResult, ProgramError, SandboxConfig, SessionFailed
 
 Answer = Callable[[int], dict[str, Any]]
 
@@ -205,6 +205,9 @@ async def test_unknown_transitions_are_not_excused(audited):
 
 
 def test_a_failure_record_shows_input_expected_and_predicted(audited):
+    cut = dataclasses.replace(audited, truncated=audited.truncated.copy())
+    cut.truncated[13] = True
+    assert _failure(cut, 13, TransitionScore(0.0, False, [], None, None))["expected"]["truncated"] is True
     ts = TransitionScore(0.5, False, ["reward"], {"reward": 2.0}, {"message": "m", "traceback": "tb"})
     assert _failure(audited, 30, ts) == {
         "index": 30, "trajectory": 1, "step": 2, "state": audited.wire_state(30),
@@ -213,7 +216,7 @@ def test_a_failure_record_shows_input_expected_and_predicted(audited):
                      "done": bool(audited.terminated[30]), "truncated": False},
         "predicted": {"reward": 2.0}, "mismatch": ["reward"], "traceback": "tb", "error": "m",
         "consistent": False}
-    last = _failure(audited, 27, TransitionScore(0.0, False, [], None, {"message": 3, "traceback": None}))
+    last = _failure(audited, 27, TransitionScore(0.0, False, [], None, {"message": 3, "traceback": 5}))
     assert (last["expected"]["done"], last["traceback"], last["error"], last["consistent"]) == \
         (True, None, None, True)
     assert isinstance(last["expected"]["done"], bool) and isinstance(last["expected"]["reward"], float)
@@ -242,5 +245,16 @@ async def test_check_program_scores_in_a_sandbox_of_its_own(cartpole_small, cart
     assert r.passed and r.metric == "official" and r.ceiling is None
     wrong = cartpole_code.replace("return self.state, 1.0, done", "return self.state, 0.5, done")
     assert wrong != cartpole_code
-    bad = await check_program(wrong, cartpole_small, max_failures=2)
-    assert not bad.passed and bad.correct == 0 and [f["index"] for f in bad.failures] == [0, 1]
+    bad = await check_program(wrong, cartpole_small)
+    assert not bad.passed and bad.correct == 0 and [f["index"] for f in bad.failures] == [0, 1, 2, 3, 4]
+    assert bad.metric == "cwm" and bad.ceiling == 1.0
+    slow_load = "import time\ntime.sleep(0.5)\n" + cartpole_code
+    cfg = SandboxConfig(limits=Limits(load_s=0.1, memory_mb=1024))
+    late = await check_program(slow_load, cartpole_small, config=cfg)
+    assert late.error is not None and late.error.kind == "timeout" and "longer than 0.1 s" in late.error.message
+
+
+def test_the_child_rebuilds_inputs_with_the_datasets_dtypes(cartpole_small):
+    ds = dataclasses.replace(cartpole_small, state=cartpole_small.state.astype("float64"),
+                             action=cartpole_small.action.astype("int32"))
+    assert io_spec(ds) == IOSpec("array", "float64", "int", "int32")
