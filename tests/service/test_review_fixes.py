@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import numpy as np
 import pytest
 import pytest_asyncio
 from aiohttp import web
@@ -20,6 +21,7 @@ from structlog.testing import capture_logs
 from test_service import Api
 
 from cwm.agents.llm.fake_server import Fail, FakeLLMServer
+from cwm.envs.dataset import load_for_env
 from cwm.service import Service, ServiceConfig
 from cwm.service.events import parse_last_event_id
 from fake_llm import CARTPOLE, fenced
@@ -188,3 +190,31 @@ async def test_the_openapi_document_lists_every_route_and_its_error_statuses(ser
     assert "409" in doc["paths"]["/v1/runs/{id}"]["delete"]["responses"]
     assert "422" in doc["paths"]["/v1/plan"]["post"]["responses"]
     assert {"describe", "allow_import", "nodes"} <= set(doc["components"]["schemas"]["RunRequest"]["properties"])
+
+
+async def test_held_out_transitions_are_scored_by_the_latest_model_but_never_steer_it(
+        served: tuple[Service, Api], tmp_path: Path) -> None:
+    _, api = served
+    env_id = await _cartpole(api)
+    async with FakeLLMServer(default=fenced("good")) as llm:
+        _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
+                                                            "budget": 1})
+        run = await api.wait(body["id"])
+    assert run["status"] == "done" and run["summary"]["nodes"] == 1
+    ds = load_for_env("CartPole-v1")
+    same = ds.subset(np.flatnonzero(ds.trajectory < 2))
+    changed = ds.subset(np.flatnonzero(ds.trajectory == 0))
+    changed.reward = changed.reward * 0 + 2.0
+    for data, holds in ((same, True), (changed, False)):
+        form = aiohttp.FormData()
+        form.add_field("dataset", data.save(tmp_path / "up.npz").read_bytes(), filename="up.npz")
+        form.add_field("heldout", "true")
+        status, out = await api.call("POST", f"/v1/envs/{env_id}/transitions", data=form)
+        assert status == 200 and out["recheck"] is None and out["heldout_check"]["run"] == run["id"]
+        assert out["heldout_check"]["best_holds"] is holds and out["heldout_check"]["nodes"] == []
+    assert out["heldout_check"]["best_accuracy_all"] < 1.0 and out["heldout_transitions"] == len(same) + len(changed)
+    _, after = await api.call("GET", f"/v1/runs/{run['id']}")
+    assert after["status"] == "done"  # no repair: held-out data never reaches a search
+    _, metrics = await api.call("GET", "/metrics")
+    assert 'cwm_evaluations_total{source="search"} 1' in metrics
+    assert 'cwm_evaluations_total{source="service"} 4' in metrics  # the best program on new and all, twice

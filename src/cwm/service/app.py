@@ -149,6 +149,8 @@ class Service:
         self.runs = RunManager(self.store, cfg.data, cfg.max_runs, cfg.llm_concurrency)
         self._collections: set[asyncio.Task[None]] = set()
         self.requests = 0
+        self.evaluations = 0
+        """Sandbox evaluations this process ran itself (/v1/check, re-checks of appended transitions)."""
 
     # ---------- helpers
     async def _json(self, request: web.Request) -> dict[str, Any]:
@@ -315,8 +317,13 @@ class Service:
             existing = await asyncio.to_thread(load, target) if target.exists() else None
             merged = _append(existing, new) if existing is not None else new
             await asyncio.to_thread(merged.save, target)
+            # held-out data never steers a search (no re-scoring of nodes, no repair), but the operator
+            # still learns whether the latest model predicts it: best program on the new and on all of it
+            # ("recheck" stays null: nothing of the search was re-scored; "heldout_check" is the score)
+            check = await self._recheck(env.id, merged, new, will_repair=False, rescore=False)
             return web.json_response({"env": env.id, "appended": len(new), "heldout": True,
-                                      "heldout_transitions": len(merged), "recheck": None})
+                                      "heldout_transitions": len(merged), "recheck": None,
+                                      "heldout_check": check})
         grown = _append(base, new)
         path = env_dir / "dataset.npz"  # never the bundled file: that stays as shipped
         await asyncio.to_thread(grown.save, path)
@@ -332,7 +339,8 @@ class Service:
         return web.json_response({"env": env.id, "appended": len(new), "heldout": False,
                                   "transitions": len(grown), "recheck": recheck, "repair": repair})
 
-    async def _recheck(self, env_id: str, grown: Any, new: Any, will_repair: bool) -> dict[str, Any] | None:
+    async def _recheck(self, env_id: str, grown: Any, new: Any, will_repair: bool,
+                       rescore: bool = True) -> dict[str, Any] | None:
         """The latest finished run's best program on the new transitions, and every node re-scored on the
         grown data; skipped when the best fails and a repair follows (the repair re-scores every node)."""
         from cwm.sandbox import Sandbox, SandboxConfig, evaluate
@@ -351,9 +359,11 @@ class Service:
         async with Sandbox(SandboxConfig(allow_import=tuple(run.request.get("allow_import", [])))) as sandbox:
             on_new = await evaluate(sandbox, best, new, max_failures=3)
             on_all = await evaluate(sandbox, best, grown, max_failures=0)
-            for n in nodes if on_new.passed or not will_repair else []:
+            self.evaluations += 2
+            for n in nodes if rescore and (on_new.passed or not will_repair) else []:
                 if n.get("program") and n.get("duplicate_of") is None:
                     r = await evaluate(sandbox, n["program"], grown, max_failures=0)
+                    self.evaluations += 1
                     rescored.append({"node": n["id"], "before": n.get("score"), "accuracy": r.accuracy})
         top = max(rescored, key=lambda x: (x["accuracy"], -x["node"]), default=None)
         return {"run": run.id, "best_accuracy_new": on_new.accuracy, "best_accuracy_all": on_all.accuracy,
@@ -507,6 +517,7 @@ class Service:
             raise web.HTTPConflict(text=f"environment {env.id!r} is {env.status}; it has no data yet")
         ds = await asyncio.to_thread(load, env.dataset)
         report = await check_program(program, ds, max_failures=_int(body, "max_failures", 5, 0, 100))
+        self.evaluations += 1
         return web.json_response(report.to_json())
 
     async def post_plan(self, request: web.Request) -> web.Response:
@@ -549,14 +560,17 @@ class Service:
 
     async def metrics(self, request: web.Request) -> web.Response:
         counts = self.store.count_runs()
-        calls = tokens = 0
+        calls = tokens = searched = 0
         cost = 0.0
         for rec in self.store.list_runs():
             s = rec.summary or {}
-            p = s.get("progress", {}) if rec.status == "running" else s
+            # a final summary replaces the whole dict; "progress" is there while a segment runs and stays on
+            # a run cancelled or failed mid-segment, whose calls were paid all the same (counters never drop)
+            p = s.get("progress", s)
             calls += int(p.get("llm_calls", p.get("calls", 0)) or 0)
             tokens += int(p.get("tokens", 0) or 0)
             cost += float(p.get("cost_usd", 0.0) or 0.0)
+            searched += int(s.get("nodes", 0) or 0)
         lines = ["# HELP cwm_runs Runs by state.", "# TYPE cwm_runs gauge"]
         lines += [f'cwm_runs{{state="{k}"}} {v}' for k, v in counts.items()]
         lines += ["# HELP cwm_queue_depth Runs waiting for a slot.", "# TYPE cwm_queue_depth gauge",
@@ -567,6 +581,11 @@ class Service:
                   f"cwm_llm_tokens_total {tokens}",
                   "# HELP cwm_llm_cost_usd_total LLM cost of all runs.", "# TYPE cwm_llm_cost_usd_total counter",
                   f"cwm_llm_cost_usd_total {cost:.6f}",
+                  "# HELP cwm_evaluations_total Programs scored in the sandbox: by finished search segments "
+                  "(nodes), and by this server process for /v1/check and re-checks.",
+                  "# TYPE cwm_evaluations_total counter",
+                  f'cwm_evaluations_total{{source="search"}} {searched}',
+                  f'cwm_evaluations_total{{source="service"}} {self.evaluations}',
                   "# HELP cwm_http_requests_total Requests served.", "# TYPE cwm_http_requests_total counter",
                   f"cwm_http_requests_total {self.requests}",
                   "# HELP cwm_envs Registered environments.", "# TYPE cwm_envs gauge",
