@@ -23,14 +23,25 @@ from cwm.errors import CwmError
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
+SPEC_FLAGS = ("llm", "envs", "methods", "budget", "seeds", "describe", "allow_import", "plan_episodes", "cem",
+              "simulations", "plan_max_steps", "concurrency", "max_new_tokens", "temperature", "timeout",
+              "read_timeout")
+"""Flags that decide a bench's numbers: ``bench.json`` fixes them, so a resume refuses to change them."""
+
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("bench", help="run the paper's CWMB tables: envs × methods × seeds, then a report")
+    p = sub.add_parser("bench", help="run the paper's CWMB tables: envs × methods × seeds, then a report",
+                       description="Run every (env, method, seed) as a search and a planning evaluation, then "
+                       "write DIR/results.json and DIR/report.md beside the paper's Tables 2, 10 and 11. Rows "
+                       "are comparable with the paper only for --methods gif-mcts-paper,worldcoder with "
+                       "--describe docs. --resume --out DIR continues a bench with the settings it started with "
+                       "(only --max-cost, --prices, --parallel, --llm-concurrency and the executor may change).")
     p.add_argument("--llm", type=A.llm_provider, default="local", metavar="PROVIDER", help="as for `cwm ask`")
     p.add_argument("--envs", type=A.non_empty_text, default="all",
                    help="all, discrete, continuous, or NAME,NAME (default all)")
     p.add_argument("--methods", type=A.non_empty_text, default="gif-mcts,worldcoder",
-                   help="comma-separated search methods (default gif-mcts,worldcoder)")
+                   help="comma-separated search methods: gif-mcts, gif-mcts-paper, worldcoder, best-of-n "
+                        "(default gif-mcts,worldcoder)")
     p.add_argument("--budget", type=A.positive_int, default=10, help="LLM calls per run (default 10)")
     p.add_argument("--seeds", type=A.positive_int, default=1, help="seeds per (env, method) (default 1)")
     p.add_argument("--describe", choices=["docs", "docs+facts"],
@@ -56,15 +67,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--resume", action="store_true", help="continue the bench in --out")
     p.add_argument("--max-cost", type=A.positive_float, metavar="USD", help="stop the whole bench at this cost")
     p.add_argument("--prices", type=A.readable_file, metavar="JSON", help="price table, as for `cwm ask`")
-    p.add_argument("--max-new-tokens", type=A.positive_int, default=1500)
-    p.add_argument("--temperature", type=A.temperature, default=1.0)
-    p.add_argument("--timeout", type=A.positive_float, default=1800.0, metavar="SECONDS")
-    p.add_argument("--read-timeout", type=A.positive_float, default=120.0, metavar="SECONDS")
+    p.add_argument("--max-new-tokens", type=A.positive_int, default=1500, help="reply cap per call (1500, the paper's)")
+    p.add_argument("--temperature", type=A.temperature, default=1.0, help="sampling temperature (1.0)")
+    p.add_argument("--timeout", type=A.positive_float, default=1800.0, metavar="SECONDS",
+                   help="one LLM call's whole time, retries included (1800)")
+    p.add_argument("--read-timeout", type=A.positive_float, default=120.0, metavar="SECONDS",
+                   help="silence allowed while reading a reply (120)")
     p.add_argument("--dry-run", action="store_true", help="list the runs and estimate tokens and cost; run nothing")
     p.add_argument("--baselines-only", action="store_true",
                    help="measure the oracle and random returns of the selected envs with these planner settings")
     p.add_argument("--json", action="store_true", help="print results.json (or the dry-run plan) on stdout")
-    p.set_defaults(func=cmd_bench)
+    p.set_defaults(func=cmd_bench, bench_default=p.get_default)
 
 
 def _methods(text: str) -> list[str]:
@@ -96,8 +109,7 @@ def _bench_dir(args: argparse.Namespace) -> Path:
 def cmd_bench(args: argparse.Namespace) -> int:
     from cwm.bench.matrix import BenchSpec
 
-    if args.resume and not args.out:
-        raise CwmError("--resume needs --out DIR: the bench to continue")
+    _check_flags(args)
     bench_dir = _bench_dir(args)
     saved = bench_dir / "bench.json"
     if args.resume:
@@ -122,6 +134,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return _run(spec, bench_dir, args)
 
 
+def _check_flags(args: argparse.Namespace) -> None:
+    """Refuse flags that contradict each other or that a resume would silently ignore."""
+    if args.resume and not args.out:
+        raise CwmError("--resume needs --out DIR: the bench to continue")
+    if args.ray_address and args.executor != "ray":
+        raise CwmError("--ray-address needs --executor ray", hint="add --executor ray, or drop --ray-address")
+    if args.dry_run and args.baselines_only:
+        raise CwmError("--dry-run and --baselines-only do not go together",
+                       hint="--dry-run lists the search runs; --baselines-only measures baselines")
+    default = getattr(args, "bench_default", None)
+    if args.resume and default is not None:
+        changed = ["--" + d.replace("_", "-") for d in SPEC_FLAGS if getattr(args, d) != default(d)]
+        if changed:
+            raise CwmError(f"--resume keeps the settings in {args.out}/bench.json; {', '.join(changed)} "
+                           "cannot change them", hint="drop them, or start a new bench with another --out")
+
+
 def _check_provider(spec: Any, args: argparse.Namespace) -> None:
     """Refuse before anything slow: a hosted provider without its key, --max-cost at an unknown price."""
     from cwm.agents.llm import PriceTable, parse_provider
@@ -144,7 +173,9 @@ def _dry_run(spec: Any, bench_dir: Path, as_json: bool) -> int:
     items: list[dict[str, Any]] = []
     for e in estimate(spec, matrix(spec)):
         run_dir = e.run.run_dir(bench_dir)
-        state = "done" if read_row(run_dir) else ("resumable" if (run_dir / "checkpoint.sqlite").exists() else "new")
+        row = read_row(run_dir)
+        done = row is not None and not row.get("llm_error")  # a run the provider failed is retried
+        state = "done" if done else ("resumable" if (run_dir / "checkpoint.sqlite").exists() else "new")
         items.append({"env": e.run.env, "method": e.run.method, "seed": e.run.seed, "state": state,
                       "calls": e.calls, "input_tokens": e.input_tokens, "output_tokens": e.output_tokens,
                       "cost_usd": e.cost_usd, "run_dir": str(run_dir)})
@@ -186,7 +217,7 @@ def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
     from cwm.bench.progress import BenchProgress
     from cwm.bench.report import write_report
     from cwm.bench.results import write_results
-    from cwm.bench.runner import read_row
+    from cwm.bench.runner import ROW_FILE, read_row
 
     runs = matrix(spec)
     progress = BenchProgress(len(runs), spec.budget, tty=sys.stderr.isatty())
@@ -194,6 +225,10 @@ def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
     pending = []
     for run in runs:
         row = read_row(run.run_dir(bench_dir))
+        if row is not None and row.get("llm_error"):
+            # the provider failed, not the model: evaluate the run again (its paid replies are cached)
+            (run.run_dir(bench_dir) / ROW_FILE).unlink(missing_ok=True)
+            row = None
         if row is not None:
             rows[run.key] = row
             progress.run_done(run.key, row)
@@ -223,7 +258,11 @@ def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
                 break
             for out in executor.wait(0.5):
                 running.pop(out.job.run.key, None)
-                if out.status == "ok" and out.row is not None:
+                if out.status == "ok" and out.row is not None and out.row.get("llm_error"):
+                    # an outage is not a failed synthesis: keep it out of the tables; a resume retries it
+                    errors[out.job.run.key] = f"LLM error: {out.row['llm_error']}"
+                    progress.run_done(out.job.run.key, out.row)
+                elif out.status == "ok" and out.row is not None:
                     rows[out.job.run.key] = out.row
                     progress.run_done(out.job.run.key, out.row)
                 elif out.status == "error":
@@ -238,7 +277,7 @@ def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
         state = "interrupted"
         executor.cancel_all()
         for out in executor.wait(5.0):
-            if out.status == "ok" and out.row is not None:
+            if out.status == "ok" and out.row is not None and not out.row.get("llm_error"):
                 rows[out.job.run.key] = out.row
     finally:
         with contextlib.suppress(Exception):  # figures for the record; never a reason to lose the results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,33 +111,52 @@ class Estimate:
     cost_usd: float | None
 
 
-FEEDBACK_TOKENS = 1000
-"""Improve and fix prompts add the program under repair and one failing transition or traceback (~1 k)."""
+FALLBACK_TOKENS = 3000
+"""A generate prompt's size when the environment's prompt cannot be built here."""
 
 
-def _prompt_tokens(env: str) -> int:
-    """Characters of the generate prompt / 4 (description, contract, system); 1500 when it cannot be built."""
+def _tokens(text: str) -> int:
+    """A generous token count: ~4 characters a token for prose, ~2 for digits (numbers split finely)."""
+    digits = sum(c.isdigit() for c in text)
+    return (len(text) - digits) // 4 + digits // 2 + 1
+
+
+def _prompt_tokens(env: str, max_new_tokens: int) -> tuple[int, int]:
+    """Tokens of the first call's prompt (generate) and of any later one: the largest repair prompt, an
+    improve prompt carrying a program as long as a whole reply and a failing transition of each kind
+    (next state, reward, done), built from the environment's first recorded transition."""
     try:
-        from cwm.agents.prompts import generate
+        from cwm.agents.prompts import generate, improve
         from cwm.envs.dataset import load_for_env
         from cwm.envs.describe import describe
 
-        msgs = generate(describe(env), load_for_env(env), "")
-        return sum(len(m.content) for m in msgs) // 4
-    except (CwmError, ImportError, OSError, ValueError):
-        return 1500
+        with warnings.catch_warnings():  # gymnasium's notes on old env versions are not the user's concern
+            warnings.simplefilter("ignore")
+            ds, text = load_for_env(env), describe(env)
+        wrong = {"state": ds.state[0], "action": ds.action[0],
+                 "expected": {"next_state": ds.next_state[0], "reward": float(ds.reward[0]), "done": False},
+                 "predicted": {"next_state": ds.next_state[0], "reward": float(ds.reward[0]), "done": True},
+                 "mismatch": ["next_state"]}
+        program = "x = 0.0\n" * (max_new_tokens * 4 // 8)
+        first = sum(_tokens(m.content) for m in generate(text, ds, ""))
+        later = sum(_tokens(m.content) for m in improve(text, ds, program, [wrong, wrong, wrong]))
+        return first, max(first, later)
+    except (CwmError, ImportError, OSError, ValueError, IndexError):
+        return FALLBACK_TOKENS, FALLBACK_TOKENS + 2 * max_new_tokens
 
 
 def estimate(spec: BenchSpec, runs: list[RunSpec]) -> list[Estimate]:
-    """Upper-bound tokens and cost per run: every call at the budget, every reply at ``max_new_tokens``."""
+    """Upper-bound tokens and cost per run: every call at the budget, every reply at ``max_new_tokens``,
+    every call after the first with the largest repair prompt."""
     from cwm.agents.llm import PriceTable, parse_provider
 
     prices = PriceTable.from_file(spec.prices) if spec.prices else PriceTable()
     price = prices.lookup(parse_provider(spec.llm).model)
-    per_env = {env: _prompt_tokens(env) for env in {r.env for r in runs}}
+    per_env = {env: _prompt_tokens(env, spec.max_new_tokens) for env in {r.env for r in runs}}
     out = []
     for r in runs:
-        tin = spec.budget * (per_env[r.env] + FEEDBACK_TOKENS)
+        first, later = per_env[r.env]
+        tin = first + (spec.budget - 1) * later
         tout = spec.budget * spec.max_new_tokens
         cost = None if price is None else (tin * price[0] + tout * price[1]) / 1e6
         out.append(Estimate(r, spec.budget, tin, tout, cost))

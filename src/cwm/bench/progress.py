@@ -3,7 +3,8 @@
 Runs report from the executor's thread (its event loop) while the main thread draws (with Ray, only when
 each finishes), so updates are taken under a lock. The estimate of time left treats a run's search as its
 budget of calls and extrapolates from the share of calls made so far; it is rough on purpose and says so
-(``~``).
+(``~``). On a terminal the line is redrawn in place; in a log (not a terminal) a line is written when a run
+finishes and at least every ``LOG_EVERY_S`` while calls are made, so a long run is never silent throughout.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
+
+LOG_EVERY_S = 60.0
+"""Seconds between progress lines in a log (not a terminal), between runs finishing."""
 
 
 @dataclass
@@ -81,7 +85,7 @@ class BenchProgress:
         if not self.enabled:
             return
         now = time.monotonic()
-        if not force and (not self.tty or now - self._last < 0.2):
+        if not force and now - self._last < (0.2 if self.tty else LOG_EVERY_S):
             return
         self._last = now
         text = self.line()

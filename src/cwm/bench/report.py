@@ -20,7 +20,8 @@ from typing import Any
 from cwm.bench import paper
 from cwm.bench.matrix import split_of
 
-PAPER_TABLES = (("table11", "GPT-4 Turbo, budget 10 (Tab. 11)"), ("table10", "Llama 3 70B, budget 50 (Tab. 10)"))
+PAPER_TABLES = (("table11", "GPT-4 Turbo, budget 10 (Tab. 11)"),
+                ("table10", "Llama 3 70B first seed, budget 50 (Tab. 10)"))
 
 
 def env_rows(rows: list[dict[str, Any]], method: str) -> dict[str, dict[str, float | None]]:
@@ -44,6 +45,8 @@ def _num(v: Any, missing: float) -> float:
 def _norm(r: dict[str, Any]) -> float | None:
     if r.get("normalized_return") is not None:
         return float(r["normalized_return"])
+    if (r.get("planner") or {}).get("episodes", 1) == 0:
+        return None  # the bench planned nothing (--plan-episodes 0): 𝓡 was not measured for any run
     rnd, orc = r.get("random_return"), r.get("oracle_return")
     defined = rnd is not None and orc is not None and not math.isclose(rnd, orc, abs_tol=1e-9)
     failed = r.get("accuracy") is None or r.get("plan_error") is not None
@@ -71,6 +74,13 @@ def _pm(m: float | None, se: float | None, n: int | None = None) -> str:
 
 def _f(v: float | None) -> str:
     return "–" if v is None else f"{v:.2f}"
+
+
+def _sources(rows: list[dict[str, Any]]) -> str:
+    """Where the baselines of these rows came from: one word when both agree, else each named."""
+    pairs = {(str((r.get("baseline_source") or {}).get("random")), str((r.get("baseline_source") or {}).get("oracle")))
+             for r in rows}
+    return ", ".join(rnd if rnd == orc else f"random {rnd} / oracle {orc}" for rnd, orc in sorted(pairs))
 
 
 def _label(rows: list[dict[str, Any]], method: str) -> str:
@@ -112,7 +122,9 @@ def render(results: dict[str, Any], figures: list[str], figure_note: str | None)
            "|---|---|---|---|---|---|---|---|---|"]
     for m in methods:
         s = split_summary(rows, m)
-        out.append(f"| {', '.join(versions['models']) or bench['llm']} | {_label(rows, m)} | {bench['budget']} | "
+        seeds = len({r["seed"] for r in rows if r["method"] == m})
+        model = f"{', '.join(versions['models']) or bench['llm']} ({seeds} seed{'s' if seeds != 1 else ''})"
+        out.append(f"| {model} | {_label(rows, m)} | {bench['budget']} | "
                    + " | ".join(_pm(*s[f"{sp}_{k}"]) for sp in ("discrete", "continuous")
                                 for k in ("accuracy", "official_accuracy", "normalized_return")) + " |")
     for p in paper.table2():
@@ -129,18 +141,19 @@ def render(results: dict[str, Any], figures: list[str], figure_note: str | None)
                 + " | ".join(f"acc / 𝓡, {title}" for _, title in PAPER_TABLES) + " |",
                 "|---|---|---|---|---|---|" + "---|" * len(PAPER_TABLES)]
         for env, v in per_env.items():
-            src = {r["baseline_source"]["oracle"] for r in rows if r["env"] == env and r["method"] == m}
+            src = _sources([r for r in rows if r["env"] == env and r["method"] == m])
             cells = []
             for table, _ in PAPER_TABLES:
                 c = paper.per_env(table, env, m)
                 cells.append("–" if c is None else f"{_f(c.accuracy)} / {_f(c.normalized_return)}")
             out.append(f"| {env} | {split_of(env)} | {_f(v['accuracy'])} | {_f(v['official_accuracy'])} | "
-                       f"{_f(v['normalized_return'])} | {', '.join(sorted(str(s) for s in src))} | "
+                       f"{_f(v['normalized_return'])} | {src} | "
                        + " | ".join(cells) + " |")
         out.append("")
     out += ["Baselines: *computed* = shipped measurements with these planner settings, *cache* = measured on "
             "this machine, *paper* = Table 12's figures (used where no measurement with these settings exists), "
-            "*None* = no baseline with these settings, 𝓡 left blank.", ""]
+            "*None* = no baseline with these settings, 𝓡 left blank. A run without a program counts as accuracy "
+            "0 in the means (the paper does not say whether it counted or dropped its two N/A accuracies).", ""]
     if figures:
         out += ["## Figures", ""] + [f"![{Path(f).stem}]({Path(f).name})" for f in figures] + [""]
     if figure_note:
@@ -155,6 +168,7 @@ def figures(results: dict[str, Any], out_dir: Path) -> tuple[list[str], str | No
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         return [], "Figures skipped: matplotlib is not installed (pip install 'cwm[plot]')."
     rows: list[dict[str, Any]] = results["runs"]
@@ -185,13 +199,16 @@ def figures(results: dict[str, Any], out_dir: Path) -> tuple[list[str], str | No
     for ax, env in zip(axes[0], envs, strict=True):
         for r in (r for r in rows if r["env"] == env):
             curve = r.get("curve") or []
-            if curve:
-                ax.step([p["call"] for p in curve], [p["best"] for p in curve], where="post",
-                        label=f"{r['method']} s{r['seed']}")
+            if curve:  # markers, so a run solved at its first call still shows
+                ax.step([p["call"] for p in curve], [p["best"] for p in curve], where="post", marker="o",
+                        markersize=3, label=f"{r['method']} s{r['seed']}")
         ax.set_title(env, fontsize=9)
         ax.set_xlabel("LLM calls")
+        ax.set_xlim(0, max(1, int(results["bench"].get("budget") or 1)) + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylim(0, 1.05)
-        ax.legend(fontsize=6)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6)
     axes[0][0].set_ylabel("best accuracy (feedback set)")
     fig.tight_layout()
     paths.append(str(out_dir / "accuracy_vs_calls.png"))
@@ -202,9 +219,14 @@ def figures(results: dict[str, Any], out_dir: Path) -> tuple[list[str], str | No
     width = 0.8 / len(methods)
     for i, m in enumerate(methods):
         per = env_rows(rows, m)
-        ax.bar([k + i * width for k in range(len(envs))],
-               [per.get(e, {}).get("normalized_return") or 0 for e in envs], width, label=m)
+        values = [per.get(e, {}).get("normalized_return") for e in envs]
+        xs = [k + i * width for k in range(len(envs))]
+        ax.bar(xs, [v or 0.0 for v in values], width, label=m)
+        for x, v in zip(xs, values, strict=True):
+            if v is None:  # undefined (no baselines, oracle = random, or not planned), not a return of 0
+                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="grey")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.axhline(0.0, color="black", lw=0.6)
     ax.set_xticks([k + 0.4 - width / 2 for k in range(len(envs))], envs, rotation=30, ha="right")
     ax.set_ylabel("normalized return")
     ax.legend(fontsize=7)
