@@ -137,3 +137,15 @@ def test_a_log_gets_progress_lines_between_finished_runs():
     progress.run_progress("a", {"calls": 3, "paid_calls": 3, "cost_usd": 0.03})
     lines = stream.getvalue().splitlines()
     assert len(lines) == 2 and "calls 3" in lines[-1] and "runs 0/2" in lines[-1]
+
+
+def test_an_unpriced_bench_total_is_unknown_not_zero():
+    """Without a price for the model every row's cost is null; the bench's total must not say $0."""
+    stream = io.StringIO()
+    progress = BenchProgress(2, 10, stream=stream, tty=False)
+    progress.run_done("a", {"search_calls": 2, "llm_calls": 2, "cost_usd": None})
+    assert progress.snapshot()["cost_usd"] is None and "$?" in stream.getvalue()
+    priced = BenchProgress(1, 10, stream=io.StringIO())
+    priced.run_done("a", {"search_calls": 2, "llm_calls": 2, "cost_usd": 0.5})
+    priced.run_done("b", {"search_calls": 0, "llm_calls": 0, "cost_usd": None})  # no call made: nothing unknown
+    assert priced.snapshot()["cost_usd"] == 0.5

@@ -214,7 +214,7 @@ def _prior_cost(run_dir: Path) -> float:
 def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
     from cwm.bench.executors import EXECUTORS, Job
     from cwm.bench.matrix import matrix
-    from cwm.bench.progress import BenchProgress
+    from cwm.bench.progress import BenchProgress, usd
     from cwm.bench.report import write_report
     from cwm.bench.results import write_results
     from cwm.bench.runner import ROW_FILE, read_row
@@ -300,7 +300,7 @@ def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(doc, default=str) + "\n")
     else:
         sys.stdout.write(f"{len(ordered)} of {len(runs)} runs evaluated · {status['paid_calls']} paid calls · "
-                         f"${status['cost_usd']:.4f} · results {bench_dir / 'results.json'} · report {report}\n")
+                         f"{usd(status['cost_usd'])} · results {bench_dir / 'results.json'} · report {report}\n")
     if state == "interrupted":
         return 130
     return EXIT_OK if state == "complete" else EXIT_FAILED

@@ -25,6 +25,8 @@ class _Live:
     paid: int = 0
     cost: float = 0.0
     done: bool = False
+    unpriced: bool = False
+    """Paid calls at a price the table does not know: the bench's total is then unknown, not $0."""
 
 
 @dataclass
@@ -46,6 +48,7 @@ class BenchProgress:
             live.calls = int(p.get("calls") or 0)
             live.paid = int(p.get("paid_calls") or 0)
             live.cost = float(p.get("cost_usd") or 0.0)
+            live.unpriced = p.get("cost_usd") is None and live.paid > 0
         self.show()
 
     def run_done(self, key: str, row: dict[str, Any] | None) -> None:
@@ -56,6 +59,7 @@ class BenchProgress:
                 live.calls = int(row.get("search_calls") or live.calls)
                 live.paid = int(row.get("llm_calls") or live.paid)
                 live.cost = float(row.get("cost_usd") or live.cost)
+                live.unpriced = row.get("cost_usd") is None and live.paid > 0
         self.show(force=True)
 
     @property
@@ -68,17 +72,19 @@ class BenchProgress:
             done = sum(1 for r in self.runs.values() if r.done)
             calls = sum(r.paid for r in self.runs.values())
             cost = sum(r.cost for r in self.runs.values())
+            unpriced = any(r.unpriced for r in self.runs.values())
             work = sum(1.0 if r.done else min(r.calls / max(self.budget, 1), 1.0) * 0.9 for r in self.runs.values())
         elapsed = time.monotonic() - self.started
         frac = work / max(self.total_runs, 1)
         eta = elapsed * (1 - frac) / frac if frac > 0 else None
-        return {"runs_done": done, "runs": self.total_runs, "paid_calls": calls, "cost_usd": round(cost, 6),
-                "elapsed_s": round(elapsed, 1), "eta_s": None if eta is None else round(eta, 1)}
+        return {"runs_done": done, "runs": self.total_runs, "paid_calls": calls,
+                "cost_usd": None if unpriced else round(cost, 6), "elapsed_s": round(elapsed, 1),
+                "eta_s": None if eta is None else round(eta, 1)}
 
     def line(self) -> str:
         s = self.snapshot()
         eta = "?" if s["eta_s"] is None else _clock(s["eta_s"])
-        return (f"bench: runs {s['runs_done']}/{s['runs']} · calls {s['paid_calls']} · ${s['cost_usd']:.4f} · "
+        return (f"bench: runs {s['runs_done']}/{s['runs']} · calls {s['paid_calls']} · {usd(s['cost_usd'])} · "
                 f"elapsed {_clock(s['elapsed_s'])} · left ~{eta}")
 
     def show(self, force: bool = False) -> None:
@@ -96,6 +102,11 @@ class BenchProgress:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def usd(cost: float | None) -> str:
+    """A cost for people: dollars, or why it is unknown."""
+    return "$? (unpriced calls; pass --prices)" if cost is None else f"${cost:.4f}"
 
 
 def _clock(seconds: float) -> str:
