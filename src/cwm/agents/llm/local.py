@@ -108,6 +108,11 @@ class LocalServer:
             return self._log.read().decode(errors="replace").strip()[-n:]
         return ""
 
+    def close_log(self) -> None:
+        """At exit: the server's output file goes with it."""
+        with contextlib.suppress(OSError):
+            self._log.close()
+
     def stop(self) -> None:
         proc, self.proc = self.proc, None
         if proc is None or proc.poll() is not None:
@@ -140,3 +145,4 @@ def local_server(model: str) -> LocalServer:
 def _stop_all() -> None:
     for server in _SERVERS.values():
         server.stop()
+        server.close_log()
