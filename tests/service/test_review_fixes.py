@@ -20,7 +20,7 @@ from aiohttp import web
 from structlog.testing import capture_logs
 from test_service import Api
 
-from cwm.agents.llm.fake_server import Fail, FakeLLMServer
+from cwm.agents.llm.fake_server import Fail, FakeLLMServer, Reply
 from cwm.envs.dataset import load_for_env
 from cwm.service import Service, ServiceConfig
 from cwm.service.events import parse_last_event_id
@@ -218,3 +218,31 @@ async def test_held_out_transitions_are_scored_by_the_latest_model_but_never_ste
     _, metrics = await api.call("GET", "/metrics")
     assert 'cwm_evaluations_total{source="search"} 1' in metrics
     assert 'cwm_evaluations_total{source="service"} 4' in metrics  # the best program on new and all, twice
+
+
+async def test_a_shutdown_ends_open_event_streams_cleanly_for_a_resume(tmp_path: Path) -> None:
+    service = Service(ServiceConfig(data=tmp_path / "data"))
+    runner = web.AppRunner(service.app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    lines: list[str] = []
+    async with aiohttp.ClientSession() as session, FakeLLMServer(
+            default=Reply(fenced("weak_force").text, delay=30)) as llm:
+        api = Api(base, session)
+        env_id = await _cartpole(api)
+        _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
+                                                            "budget": 3})
+        await api.wait(body["id"], ("running",))
+        async with session.get(f"{base}/v1/runs/{body['id']}/events") as r:
+            first = await r.content.readline()
+            assert first.startswith(b"id: 1")
+            with capture_logs() as logs:  # (not around the run: capturing replaces the trace writer)
+                await runner.cleanup()  # what SIGTERM runs: drain, then wait for open requests
+                lines = [raw.decode() async for raw in r.content]  # ends, neither cut nor hanging
+    assert "event: end\n" not in lines  # the run is not over: the reader reconnects with Last-Event-ID
+    assert not [e for e in logs if e["event"] == "service.request_failed"]
+    reopened = Service(ServiceConfig(data=tmp_path / "data"))
+    rec = reopened.store.get_run(body["id"])
+    assert rec is not None and rec.status == "queued"  # resumes at the next start
+    reopened.store.close()

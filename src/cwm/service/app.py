@@ -149,6 +149,8 @@ class Service:
         self.runs = RunManager(self.store, cfg.data, cfg.max_runs, cfg.llm_concurrency)
         self._collections: set[asyncio.Task[None]] = set()
         self.requests = 0
+        self.stopping = False
+        """Set when shutdown begins; event streams end so the stop is not held open by readers."""
         self.evaluations = 0
         """Sandbox evaluations this process ran itself (/v1/check, re-checks of appended transitions)."""
 
@@ -491,6 +493,8 @@ class Service:
         run_id = rec.id
 
         def finished() -> bool:
+            if self.stopping:  # the server drains: send what is written, then let the client reconnect
+                return True
             current = self.store.get_run(run_id)
             return current is None or current.status in FINISHED
 
@@ -498,8 +502,9 @@ class Service:
         try:
             async for line_no, data in trace_events(trace, after, finished):
                 await resp.write(format_sse(line_no, data))
-            final = self.store.get_run(run_id)
-            await resp.write(end_event(final.status if final else "unknown"))
+            if not self.stopping:  # no "end" on a shutdown: EventSource reconnects with Last-Event-ID
+                final = self.store.get_run(run_id)
+                await resp.write(end_event(final.status if final else "unknown"))
             await resp.write_eof()
         except ConnectionResetError:  # the reader left (closed its tab); it resumes with Last-Event-ID
             pass
@@ -630,6 +635,7 @@ class Service:
         app.router.add_static("/static/", _static())
         app.on_startup.append(self._startup)
         app.on_shutdown.append(self._shutdown)
+        app.on_cleanup.append(self._cleanup)
         return app
 
     async def _startup(self, app: web.Application) -> None:
@@ -642,9 +648,15 @@ class Service:
                 self.store.put_env(env)
 
     async def _shutdown(self, app: web.Application) -> None:
+        """Runs before aiohttp waits for open requests: event streams end now (instead of holding the stop
+        for the whole shutdown timeout) and running searches stop at their checkpoint."""
+        self.stopping = True
         await self.runs.drain()
         for t in list(self._collections):
             t.cancel()
+
+    async def _cleanup(self, app: web.Application) -> None:
+        """After every request handler has returned: only now may the store close under them."""
         await self.runs.close()
         self.store.close()
 
