@@ -90,13 +90,13 @@ def _doc(rows: list[dict]) -> dict:
 
 
 def test_report_names_seeds_and_both_baseline_sources(tmp_path):
-    rows = [_row("CartPole-v1", 1.0, seed=0), _row("CartPole-v1", 0.8, seed=1),
+    rows = [_row("CartPole-v1", 1.0, seed=0) | {"ceiling": 0.99}, _row("CartPole-v1", 0.8, seed=1) | {"ceiling": 0.99},
             _row("Pendulum-v1", 0.5, sources=("computed", "paper")), _row("Pendulum-v1", 0.5, seed=1,
                                                                           sources=("computed", "paper"))]
     report = render(_doc(rows), [], None)
     assert "| m (2 seeds) | gif-mcts (ours) | 2 | 0.90 (1) |" in report
-    assert "| Pendulum-v1 | continuous | 0.50 | 0.50 | 0.50 | random computed / oracle paper |" in report
-    assert "| CartPole-v1 | discrete | 0.90 | 0.90 | 0.50 | computed |" in report
+    assert "| Pendulum-v1 | continuous | 0.50 | 0.50 | – | 0.50 | random computed / oracle paper |" in report
+    assert "| CartPole-v1 | discrete | 0.90 | 0.90 | 0.99 | 0.50 | computed |" in report
     assert "Llama 3 70B first seed" in report
 
 
