@@ -246,3 +246,17 @@ async def test_a_shutdown_ends_open_event_streams_cleanly_for_a_resume(tmp_path:
     rec = reopened.store.get_run(body["id"])
     assert rec is not None and rec.status == "queued"  # resumes at the next start
     reopened.store.close()
+
+
+async def test_an_upload_naming_an_unknown_gym_id_is_refused(served: tuple[Service, Api], tmp_path: Path) -> None:
+    _, api = served
+    ds = load_for_env("CartPole-v1")
+    path = ds.subset(np.flatnonzero(ds.trajectory < 2)).save(tmp_path / "mine.npz")
+    form = aiohttp.FormData()
+    form.add_field("dataset", path.read_bytes(), filename="mine.npz")
+    form.add_field("description", "a cart balances a pole")
+    form.add_field("gym_id", "NoSuchEnv-v9")
+    status, body = await api.call("POST", "/v1/envs", data=form)
+    assert status == 400 and "unknown environment 'NoSuchEnv-v9'" in body["error"]
+    _, listing = await api.call("GET", "/v1/envs")
+    assert listing["envs"] == []

@@ -258,6 +258,10 @@ class Service:
         description = _description(_text(fields, "description"))
         name = _name(_text(fields, "name") or "uploaded")
         gym_id = _text(fields, "gym_id") or None
+        if gym_id is not None:  # planning and docs use it: an unknown id would fail only later, in a run
+            from cwm.envs.registry import resolve_gym_id
+
+            await asyncio.to_thread(resolve_gym_id, gym_id)
         env_id = _new_id(name, "uploaded")
         env_dir = self.cfg.data / "envs" / env_id
         env_dir.mkdir(parents=True, exist_ok=True)
