@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from structlog.testing import capture_logs
+from test_restart import _call, _free_port
 from test_service import Api
 
 from cwm.agents.llm.fake_server import Fail, FakeLLMServer, Reply
@@ -260,3 +266,41 @@ async def test_an_upload_naming_an_unknown_gym_id_is_refused(served: tuple[Servi
     assert status == 400 and "unknown environment 'NoSuchEnv-v9'" in body["error"]
     _, listing = await api.call("GET", "/v1/envs")
     assert listing["envs"] == []
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
+def test_the_page_on_a_token_server_loads_with_the_token_and_says_what_to_do_without(tmp_path: Path) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (dev extra)")
+    port, data = _free_port(), tmp_path / "data"
+    log = (tmp_path / "serve.log").open("wb")
+    server = subprocess.Popen([sys.executable, "-m", "cwm.cli", "serve", "--host", "0.0.0.0", "--port", str(port),
+                               "--data", str(data)], stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+    try:
+        for _ in range(600):
+            try:
+                _call(port, "GET", "/healthz")
+                break
+            except OSError:
+                assert server.poll() is None
+                time.sleep(0.1)
+        token = (data / "token").read_text(encoding="utf-8").strip()
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=[
+                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+            page = browser.new_page()
+            errors: list[str] = []
+            refused: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("response", lambda r: refused.append(r.url) if r.status >= 400 else None)
+            page.goto(f"http://127.0.0.1:{port}/?token={token}")
+            page.wait_for_selector("#runs")
+            page.wait_for_function("document.getElementById('version').textContent.startsWith('v')")
+            assert refused == [] and errors == [] and page.locator("#notice").is_hidden()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_selector("#notice:not([hidden])")
+            assert "?token=" in page.locator("#notice").inner_text() and errors == []
+            browser.close()
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(30)
+        log.close()

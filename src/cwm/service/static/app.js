@@ -27,7 +27,19 @@ const fmt = (v) => (v === null || v === undefined ? "–" : typeof v === "number
 let current = null; // { id, nodes: Map, curve: [], source, selected }
 
 async function refreshRuns() {
-  const { runs } = await api("/v1/runs");
+  let runs;
+  try {
+    ({ runs } = await api("/v1/runs"));
+  } catch (e) {
+    const locked = e.message.endsWith(": 401");
+    if (locked) clearInterval(poller); // asking again without the token only fails again
+    $("notice").textContent = locked
+      ? "This server needs its bearer token: open this page as /?token=TOKEN (printed at the server's first start, kept in DATA/token)."
+      : "Cannot list the runs (" + e.message + "); retrying.";
+    $("notice").hidden = false;
+    return;
+  }
+  $("notice").hidden = true;
   const body = $("runs").querySelector("tbody");
   body.replaceChildren();
   for (const r of runs.slice().reverse()) {
@@ -172,5 +184,5 @@ async function showFinal(id) {
 }
 
 api("/healthz").then((h) => { $("version").textContent = "v" + h.version; });
+const poller = setInterval(refreshRuns, 3000);
 refreshRuns();
-setInterval(refreshRuns, 3000);
