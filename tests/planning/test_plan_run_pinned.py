@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +147,7 @@ async def test_a_random_run_reports_and_caches_its_baseline(recorder):
                                                                                 {"sims": 4})
     assert (out["episodes"], out["seed"], out["model_steps"], out["step_batch"]) == (2, 3, 0, False)
     assert recorder[0].resets == [3, 4] and recorder[0].acts == []
+    assert len(set(out["returns"])) == 2 and out["std_return"] == pytest.approx(statistics.pstdev(out["returns"]))
     assert isinstance(out["elapsed_s"], float) and round(out["elapsed_s"], 3) == out["elapsed_s"]
     assert 0.0 <= out["elapsed_s"] < 600.0
     assert (out["random_return"], out["oracle_return"], out["normalized_return"]) == (out["mean_return"], None, None)
@@ -160,6 +162,20 @@ async def test_a_random_run_reports_and_caches_its_baseline(recorder):
 async def test_one_episode_has_no_spread():
     out = await plan(PlanConfig(env="CartPole-v1", model="random", episodes=1, seed=3))
     assert out["std_return"] == 0.0 and len(out["returns"]) == 1
+
+
+async def test_the_environment_is_made_with_its_kwargs():
+    # Sutton & Barto's CartPole reward: 0 per step, -1 when the pole falls
+    out = await plan(PlanConfig(env="CartPole-v1", model="random", episodes=2, seed=0,
+                                env_kwargs={"sutton_barto_reward": True}))
+    assert out["returns"] == [-1.0, -1.0] and min(out["lengths"]) > 1
+
+
+async def test_the_default_planner_keys_the_oracle_baseline_by_the_action_space():
+    cfg = PlanConfig(env="CartPole-v1", model="oracle", episodes=1, max_steps=2, simulations=2)
+    out = await plan(cfg)
+    assert (out["planner"], out["planner_config"]) == ("mcts", asdict(MCTSConfig(simulations=2)))
+    assert _baseline_file(cfg, True, "oracle").is_file() and out["oracle_return"] == 2.0
 
 
 @pytest.mark.parametrize("env,length", [("MountainCar-v0", 200), ("CliffWalking-v1", 100)])
@@ -243,3 +259,23 @@ async def test_step_batch_is_used_on_continuous_actions_only_where_it_agrees(rec
     out = await plan(PlanConfig(env="Pendulum-v1", model=str(path), episodes=1, max_steps=2, planner="rec"))
     assert out["step_batch"] is agree and out["lengths"] == [2]
     assert [a["model"] for a in recorder[0].acts] == ["ProgramModel"] * 2
+
+
+BATCHED_LOOP = """
+
+def _step_batch(self, states, actions):
+    outs = []
+    for s, a in zip(states, actions):
+        self.set_state(np.asarray(s))
+        outs.append(self.step(int(a)))
+    return np.array([o[0] for o in outs]), np.array([o[1] for o in outs]), np.array([o[2] for o in outs])
+
+
+Environment.step_batch = _step_batch
+"""
+
+
+async def test_step_batch_is_not_used_on_discrete_actions(recorder):
+    code = (EXAMPLES / "cartpole_cwm.py").read_text(encoding="utf-8") + BATCHED_LOOP
+    out = await plan(PlanConfig(env="CartPole-v1", model="m", episodes=1, max_steps=2, planner="rec"), code=code)
+    assert out["step_batch"] is False and out["returns"] == [2.0]
