@@ -149,3 +149,13 @@ def test_an_unpriced_bench_total_is_unknown_not_zero():
     priced.run_done("a", {"search_calls": 2, "llm_calls": 2, "cost_usd": 0.5})
     priced.run_done("b", {"search_calls": 0, "llm_calls": 0, "cost_usd": None})  # no call made: nothing unknown
     assert priced.snapshot()["cost_usd"] == 0.5
+
+
+def test_report_names_the_runs_left_out_and_why():
+    doc = _doc([_row("CartPole-v1", 1.0)])
+    doc["status"] |= {"state": "incomplete: some runs failed", "runs": 3,
+                      "not_evaluated": ["Taxi-v3/gif-mcts/seed0", "Acrobot-v1/gif-mcts/seed0"],
+                      "errors": {"Taxi-v3/gif-mcts/seed0": "LLM error: invalid api key"}}
+    report = render(doc, [], None)
+    assert ("1 of 3 runs evaluated. Not in the tables: Taxi-v3/gif-mcts/seed0 (LLM error: invalid api key); "
+            "Acrobot-v1/gif-mcts/seed0 (not run).") in report

@@ -99,6 +99,16 @@ def split_summary(rows: list[dict[str, Any]], method: str) -> dict[str, Any]:
     return out
 
 
+def _missing(status: dict[str, Any]) -> str:
+    """The runs left out of every table, each with its error when it failed, so no gap goes unexplained."""
+    errors: dict[str, str] = status.get("errors") or {}
+    keys: list[str] = list(status.get("not_evaluated") or errors)
+    if not keys:
+        return ""
+    return " Not in the tables: " + "; ".join(
+        f"{k} ({errors[k][:200]})" if k in errors else f"{k} (not run)" for k in keys) + "."
+
+
 def render(results: dict[str, Any], figures: list[str], figure_note: str | None) -> str:
     rows: list[dict[str, Any]] = results["runs"]
     bench, versions = results["bench"], results["versions"]
@@ -113,7 +123,7 @@ def render(results: dict[str, Any], figures: list[str], figure_note: str | None)
            f"cwm {versions['cwm']}, gymnasium {versions['gymnasium']}, mujoco {versions['mujoco']}, numpy "
            f"{versions['numpy']}, prompt set {versions['prompt_set']}, algorithm {versions.get('algorithm')}.",
            f"Status: {results['status'].get('state')}; {len(rows)} of {results['status'].get('runs')} runs "
-           "evaluated.", "",
+           "evaluated." + _missing(results["status"]), "",
            "Published figures: " + paper.citation() + ". Rows marked *ours* are not configurations of the paper "
            "(only `gif-mcts-paper` and `worldcoder` with `--describe docs` are); the paper computed accuracy "
            "with the official metric, so compare its accuracy with the *official* columns.", "",
