@@ -159,3 +159,18 @@ def test_report_names_the_runs_left_out_and_why():
     report = render(doc, [], None)
     assert ("1 of 3 runs evaluated. Not in the tables: Taxi-v3/gif-mcts/seed0 (LLM error: invalid api key); "
             "Acrobot-v1/gif-mcts/seed0 (not run).") in report
+
+
+def test_table2_adds_the_papers_figures_over_the_same_envs():
+    """A bench of CartPole and MountainCar compares with Tables 10/11 over those two envs, not with the
+    paper's split means over six; whole splits need no such rows."""
+    report = render(_doc([_row("CartPole-v1", 1.0), _row("MountainCar-v0", 0.5)]), [], None)
+    # Table 10 (Llama 3, first seed) WorldCoder: accuracy 0.92 and 0.83; 𝓡 1.09 and N/A (left out)
+    assert ("| Llama 3 70B (first seed) | WorldCoder (paper, these envs) | 50 | – | 0.88 ± 0.05 (2) | 1.09 (1) | "
+            "– | – | – |") in report
+    assert "| GPT-4 Turbo | GIF-MCTS (paper, these envs) | 10 | – | 1.00 ± 0.00 (2) | 0.99 (1) |" in report
+    assert "not its 𝓡 errors" in report
+    envs = ["Blackjack-v1", "CliffWalking-v0", "Taxi-v3", "CartPole-v1", "MountainCar-v0", "Acrobot-v1"]
+    doc = _doc([_row(e, 1.0) for e in envs])
+    doc["bench"]["envs"] = envs
+    assert "(paper, these envs)" not in render(doc, [], None)
