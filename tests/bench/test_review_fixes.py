@@ -174,3 +174,21 @@ def test_table2_adds_the_papers_figures_over_the_same_envs():
     doc = _doc([_row(e, 1.0) for e in envs])
     doc["bench"]["envs"] = envs
     assert "(paper, these envs)" not in render(doc, [], None)
+
+
+def test_a_plain_resume_keeps_the_benchs_cost_limit(tmp_path):
+    """A bench stopped by --max-cost (or killed) and resumed without --max-cost must not run on unlimited:
+    the limit is part of bench.json until a resume gives a new one."""
+    out = tmp_path / "b"
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"fake": [1000.0, 1000.0]}))  # ~$0.015 a scripted call
+    with serve_in_thread(FakeLLMServer(script())) as server:
+        first = run(bench(out, server.base_url, "--prices", str(prices), "--max-cost", "0.02"))
+        assert first.returncode == 1, first.stderr[-3000:]
+        spent = server.answered
+        again = run([*bench(out, server.base_url)[:4], "--out", str(out), "--resume", "--json"])
+        assert again.returncode == 1 and server.answered == spent, again.stderr[-3000:]
+        assert json.loads(again.stdout)["status"]["state"] == "stopped: --max-cost reached"
+        more = run([*bench(out, server.base_url)[:4], "--out", str(out), "--resume", "--max-cost", "1"])
+        assert more.returncode == 0, more.stderr[-3000:]
+        assert json.loads((out / "bench.json").read_text())["extra"]["max_cost_usd"] == 1.0

@@ -112,14 +112,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     _check_flags(args)
     bench_dir = _bench_dir(args)
     saved = bench_dir / "bench.json"
+    changed = False
     if args.resume:
         if not saved.is_file():
             raise CwmError(f"--resume: {str(bench_dir)!r} holds no bench", hint="pass the --out of an earlier bench")
         spec = BenchSpec.load(saved)
+        limit = spec.extra.get("max_cost_usd")
+        changed = bool(args.prices) or (args.max_cost is not None and args.max_cost != limit)
         if args.prices:
             spec.prices = args.prices
+        if args.max_cost is None:
+            args.max_cost = limit  # a resume keeps the bench's cost limit unless given a new one
+        spec.extra["max_cost_usd"] = args.max_cost
     else:
         spec = _spec(args)
+        spec.extra["max_cost_usd"] = args.max_cost
         if saved.is_file() and not args.dry_run:
             raise CwmError(f"{str(bench_dir)!r} already holds a bench", hint="continue it with --resume, or "
                            "choose another --out")
@@ -129,7 +136,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.baselines_only:
         return _baselines_only(spec, bench_dir, args)
     bench_dir.mkdir(parents=True, exist_ok=True)
-    if not args.resume:
+    if not args.resume or changed:  # the prices and the limit a later resume starts from
         spec.save(saved)
     return _run(spec, bench_dir, args)
 
