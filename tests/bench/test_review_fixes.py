@@ -192,3 +192,16 @@ def test_a_plain_resume_keeps_the_benchs_cost_limit(tmp_path):
         more = run([*bench(out, server.base_url)[:4], "--out", str(out), "--resume", "--max-cost", "1"])
         assert more.returncode == 0, more.stderr[-3000:]
         assert json.loads((out / "bench.json").read_text())["extra"]["max_cost_usd"] == 1.0
+
+
+def test_time_left_after_a_resume_ignores_runs_finished_before_it():
+    """Three of four runs were done before this session; the fourth is half way after 100 s of this session:
+    about 100 s are left, not the ~16 s that counting the earlier runs as this session's work would say."""
+    progress = BenchProgress(4, 10, stream=io.StringIO())
+    for key in ("a", "b", "c"):
+        progress.run_done(key, {"search_calls": 10, "llm_calls": 10, "cost_usd": 0.1}, prior=True)
+    progress.run_progress("d", {"calls": 5, "paid_calls": 5, "cost_usd": 0.05})
+    progress.started -= 100.0
+    snap = progress.snapshot()
+    assert snap["runs_done"] == 3 and snap["cost_usd"] == pytest.approx(0.35)
+    assert 100.0 < snap["eta_s"] < 150.0

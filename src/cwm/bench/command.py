@@ -238,7 +238,7 @@ def _run(spec: Any, bench_dir: Path, args: argparse.Namespace) -> int:
             row = None
         if row is not None:
             rows[run.key] = row
-            progress.run_done(run.key, row)
+            progress.run_done(run.key, row, prior=True)
         else:
             prior = _prior_cost(run.run_dir(bench_dir))
             if prior:

@@ -26,6 +26,8 @@ class _Live:
     cost: float = 0.0
     done: bool = False
     unpriced: bool = False
+    prior: bool = False
+    """Finished before this session (a resume): counts as done, but not as work done in this elapsed time."""
     """Paid calls at a price the table does not know: the bench's total is then unknown, not $0."""
 
 
@@ -51,10 +53,10 @@ class BenchProgress:
             live.unpriced = p.get("cost_usd") is None and live.paid > 0
         self.show()
 
-    def run_done(self, key: str, row: dict[str, Any] | None) -> None:
+    def run_done(self, key: str, row: dict[str, Any] | None, prior: bool = False) -> None:
         with self._lock:
             live = self.runs.setdefault(key, _Live())
-            live.done = True
+            live.done, live.prior = True, prior
             if row is not None:
                 live.calls = int(row.get("search_calls") or live.calls)
                 live.paid = int(row.get("llm_calls") or live.paid)
@@ -73,9 +75,11 @@ class BenchProgress:
             calls = sum(r.paid for r in self.runs.values())
             cost = sum(r.cost for r in self.runs.values())
             unpriced = any(r.unpriced for r in self.runs.values())
-            work = sum(1.0 if r.done else min(r.calls / max(self.budget, 1), 1.0) * 0.9 for r in self.runs.values())
+            work = sum(1.0 if r.done else min(r.calls / max(self.budget, 1), 1.0) * 0.9
+                       for r in self.runs.values() if not r.prior)
+            todo = self.total_runs - sum(1 for r in self.runs.values() if r.prior)
         elapsed = time.monotonic() - self.started
-        frac = work / max(self.total_runs, 1)
+        frac = work / todo if todo > 0 else 1.0
         eta = elapsed * (1 - frac) / frac if frac > 0 else None
         return {"runs_done": done, "runs": self.total_runs, "paid_calls": calls,
                 "cost_usd": None if unpriced else round(cost, 6), "elapsed_s": round(elapsed, 1),
