@@ -93,7 +93,7 @@ async def test_each_lockstep_batch_is_one_request_within_the_step_deadline(cartp
     lim = Limits(base_s=100.0, per_transition_s=1.0)
     r, sb = await _run(ds, perfect(ds), loaded=_ok("hello"), limits=lim)
     session = sb.session
-    assert sb.calls[0][0] == "code" and sb.calls[0][2] is lim
+    assert sb.calls[0][0] == "code" and sb.calls[0][1] == io_spec(ds) and sb.calls[0][2] is lim
     assert [items for items, _ in session.requests] == [
         [(ds.wire_state(i), ds.wire_action(i)) for i in b] for b in session.batches]
     assert all(99.0 < t <= 100.0 + 42.0 for _, t in session.requests)
@@ -248,6 +248,7 @@ async def test_check_program_scores_in_a_sandbox_of_its_own(cartpole_small, cart
     bad = await check_program(wrong, cartpole_small)
     assert not bad.passed and bad.correct == 0 and [f["index"] for f in bad.failures] == [0, 1, 2, 3, 4]
     assert bad.metric == "cwm" and bad.ceiling == 1.0
+    assert len((await check_program(wrong, cartpole_small, max_failures=2)).failures) == 2
     slow_load = "import time\ntime.sleep(0.5)\n" + cartpole_code
     cfg = SandboxConfig(limits=Limits(load_s=0.1, memory_mb=1024))
     late = await check_program(slow_load, cartpole_small, config=cfg)
