@@ -235,11 +235,19 @@ def cmd_collect(args: argparse.Namespace) -> int:
                         policy=args.policy, cem_samples=args.cem_samples, cem_elites=args.cem_elites)
     out = Path(args.out or f"{args.env.replace('/', '_')}.npz")
     _env_setup(args.env, args.env_kwargs, warn="the recorded transitions are samples of random outcomes")
-    ds = collect(args.env, cfg, env_kwargs=args.env_kwargs)
+    ds = collect(args.env, cfg, env_kwargs=args.env_kwargs, audit=args.audit)
     ds.save(out)
     sys.stderr.write("\n" if sys.stderr.isatty() else "")
     sys.stdout.write(f"wrote {out}: {len(ds)} transitions in {ds.n_trajectories} trajectories "
                      f"({int(ds.terminated.sum())} terminated, {int(ds.truncated.sum())} truncated)\n")
+    if args.audit:
+        from cwm.envs.dataset import CONSISTENT, INCONSISTENT, UNKNOWN
+
+        flags = ds.consistent
+        ceiling = ds.ceiling()
+        sys.stdout.write(f"audit: {int((flags == CONSISTENT).sum())} consistent, "
+                         f"{int((flags == INCONSISTENT).sum())} inconsistent, {int((flags == UNKNOWN).sum())} "
+                         f"unknown; ceiling {'unknown' if ceiling is None else f'{ceiling:.4f}'}\n")
     return EXIT_OK
 
 
@@ -808,6 +816,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spread: random to competent (the paper's protocol); random: uniform actions")
     p.add_argument("--cem-samples", type=A.positive_int, default=1000, help="CEM samples per iteration (continuous)")
     p.add_argument("--cem-elites", type=A.positive_int, default=100)
+    p.add_argument("--audit", action=argparse.BooleanOptionalAction, default=True,
+                   help="replay the recording with the real env and store each transition's verdict, as "
+                        "`cwm audit --write` does (default; --no-audit leaves them unknown)")
     _add_env_kwargs_flag(p)
     A.add_check(p, A.at_most("cem_elites", "cem_samples"))
     p.set_defaults(func=cmd_collect)

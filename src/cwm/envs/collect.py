@@ -127,9 +127,13 @@ def _lookahead(u: Any, snap: Snapshotter, cfg: CollectConfig, rng: np.random.Gen
 
 def collect(env_id: str, cfg: CollectConfig | None = None,
             progress: Callable[[int, int, int, float], None] | None = _progress,
-            env_kwargs: dict[str, Any] | None = None) -> Dataset:
+            env_kwargs: dict[str, Any] | None = None, audit: bool = True) -> Dataset:
     """Record ``cfg.trajectories`` trajectories of ``env_id`` made with ``env_kwargs`` (see the module
-    docstring); the kwargs go into the dataset's meta so that scoring can refuse another environment."""
+    docstring); the kwargs go into the dataset's meta so that scoring can refuse another environment.
+
+    ``audit``: replay the recording with the real env (``cwm audit``) so every transition carries its
+    verdict. Recorded from the env itself, a transition can still be "unknown" where the observation does
+    not fix the state (a card deck, a solver warm start); without the audit all of them would be."""
     cfg = cfg or CollectConfig()
     if cfg.trajectories < 1 or cfg.max_steps < 1:
         raise CwmError("--trajectories and --max-steps must be at least 1")
@@ -180,7 +184,7 @@ def collect(env_id: str, cfg: CollectConfig | None = None,
             progress(k + 1, cfg.trajectories, len(rows["reward"]), t0)
     env.close()
     bench = benchmark_env(env_id)
-    return Dataset(
+    ds = Dataset(
         env_id=bench.name if bench else env_id,
         state=np.array(rows["state"], dtype=sdtype), action=np.array(
             rows["action"], dtype=np.int64 if action_kind == "int" else np.float64),
@@ -194,3 +198,8 @@ def collect(env_id: str, cfg: CollectConfig | None = None,
               "env_kwargs": env_kwargs,
               "seconds": round(time.monotonic() - t0, 1)},
     )
+    if not audit:
+        return ds
+    from cwm.envs.audit import audit as replay_audit
+
+    return replay_audit(ds).apply(ds)
