@@ -75,6 +75,7 @@ def test_bench_end_to_end_results_and_report(tmp_path):
         assert Path(r["run_dir"]).is_dir() and (Path(r["run_dir"]) / "summary.json").is_file()
         assert r["curve"] and r["curve"][-1]["call"] == r["search_calls"]
         assert len(r["returns"]) == 1 and r["plan_error"] is None
+        assert r["input_tokens"] + r["output_tokens"] == r["tokens"] > 0  # the split a re-pricing needs
         # only the paper's configurations claim comparability: worldcoder with docs, not gif-mcts (ours)
         assert r["describe"] == "docs" and r["comparable"] is (r["method"] == "worldcoder")
     cart = [r for r in rows if r["env"] == "CartPole-v1"]
