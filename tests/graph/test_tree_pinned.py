@@ -9,7 +9,7 @@ import itertools
 import pytest
 
 from cwm.agents.results import ExpansionResult
-from cwm.graph.tree import FeedbackGIFTree, GIFConfig, GIFTree, Selection
+from cwm.graph.tree import ExtraAction, FeedbackGIFTree, GIFConfig, GIFTree, Selection
 
 PROG = "\n".join(f"line{i}" for i in range(20))
 _serial = itertools.count()
@@ -155,3 +155,17 @@ def test_no_improve_is_forced_when_no_node_is_improvable():
     t.apply(_sel(t), ExpansionResult(f"{PROG}\nw = 2", 0.2, False))
     assert t.stall == 1
     assert _sel(t).reason == "uct"
+
+
+# --- extra node types ---------------------------------------------------------------------------------------------
+
+
+def test_an_extra_node_type_is_tried_once_at_the_best_node_offering_it():
+    t = FeedbackGIFTree(GIFConfig(seed=0, extra_actions=(ExtraAction("critic", prior=0.0),)))
+    t.apply(_sel(t), ok(0.3))  # node 1 offers critic#1 (a healthy program below 1.0)
+    assert "critic#1" in t.nodes[1].children
+    first = _sel(t)  # UCT would not choose it (prior 0, below the generate and improve predictions)
+    assert (first.reason, first.parent, first.key, first.action_type) == ("first-try", 1, "critic#1", "critic")
+    t.apply(first, ok(0.1))
+    later = [_sel(t) for _ in range(5)]
+    assert all(s.reason == "uct" for s in later)  # once only
