@@ -6,6 +6,7 @@ service must answer each with a 4xx JSON error that says what to fix.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import shutil
@@ -304,3 +305,23 @@ def test_the_page_on_a_token_server_loads_with_the_token_and_says_what_to_do_wit
         server.send_signal(signal.SIGTERM)
         server.wait(30)
         log.close()
+
+
+async def test_concurrent_appends_to_one_environment_all_land(served: tuple[Service, Api], tmp_path: Path) -> None:
+    _, api = served
+    env_id = await _cartpole(api)
+    ds = load_for_env("CartPole-v1")
+    piece = ds.subset(np.flatnonzero(ds.trajectory < 2)).save(tmp_path / "piece.npz").read_bytes()
+
+    async def append() -> tuple[int, Any]:
+        form = aiohttp.FormData()
+        form.add_field("dataset", piece, filename="piece.npz")
+        form.add_field("repair_budget", "0")
+        return await api.call("POST", f"/v1/envs/{env_id}/transitions", data=form)
+
+    results = await asyncio.gather(*(append() for _ in range(4)))
+    assert [status for status, _ in results] == [200] * 4, results
+    added = int(np.sum(ds.trajectory < 2))
+    assert sorted(out["transitions"] for _, out in results) == [len(ds) + added * k for k in range(1, 5)]
+    _, env = await api.call("GET", f"/v1/envs/{env_id}")
+    assert env["transitions"] == len(ds) + 4 * added

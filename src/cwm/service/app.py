@@ -148,6 +148,7 @@ class Service:
         self.store = Store(cfg.data / "service.sqlite")
         self.runs = RunManager(self.store, cfg.data, cfg.max_runs, cfg.llm_concurrency)
         self._collections: set[asyncio.Task[None]] = set()
+        self._env_locks: dict[str, asyncio.Lock] = {}
         self.requests = 0
         self.stopping = False
         """Set when shutdown begins; event streams end so the stop is not held open by readers."""
@@ -284,8 +285,6 @@ class Service:
         file that no search ever sees. Every node of the latest finished run is re-scored on the grown
         training data (scoring is cheap), and the response says whether its best program still holds.
         """
-        from cwm.envs.dataset import load
-
         env = self._env(request.match_info["id"])
         if env.status != "ready" or env.dataset is None:
             raise web.HTTPConflict(text=f"environment {env.id!r} is {env.status}; it has no data to extend yet")
@@ -304,10 +303,21 @@ class Service:
         heldout_text = (_text(fields, "heldout") or "false").strip().lower()
         if heldout_text not in ("true", "false"):
             raise web.HTTPBadRequest(text="'heldout' must be true or false")
+        # one append at a time per environment: each reads the dataset, grows it and writes it back, so two
+        # at once would each write base + own and lose the other's transitions
+        async with self._env_locks.setdefault(env.id, asyncio.Lock()):
+            return await self._extend(env.id, fields["dataset"], heldout_text == "true", repair_budget)
+
+    async def _extend(self, env_id: str, upload_bytes: bytes, heldout: bool, repair_budget: int) -> web.Response:
+        from cwm.envs.dataset import load
+
+        env = self._env(env_id)  # read again under the lock: an earlier append may have moved the dataset
+        if env.dataset is None:
+            raise web.HTTPConflict(text=f"environment {env.id!r} is {env.status}; it has no data to extend yet")
         env_dir = self.cfg.data / "envs" / env.id
         env_dir.mkdir(parents=True, exist_ok=True)
-        upload = env_dir / "upload.npz"
-        upload.write_bytes(fields["dataset"])
+        upload = env_dir / f".upload-{uuid.uuid4().hex[:8]}.npz"
+        upload.write_bytes(upload_bytes)
         try:
             new = await asyncio.to_thread(load, upload)
         except CwmError as exc:
@@ -318,7 +328,7 @@ class Service:
         mismatch = _incompatible(base, new)
         if mismatch:
             raise web.HTTPBadRequest(text=f"the uploaded transitions do not fit environment {env.id!r}: {mismatch}")
-        if heldout_text == "true":
+        if heldout:
             target = env_dir / "heldout.npz"
             existing = await asyncio.to_thread(load, target) if target.exists() else None
             merged = _append(existing, new) if existing is not None else new
