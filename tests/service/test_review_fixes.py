@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -325,3 +326,42 @@ async def test_concurrent_appends_to_one_environment_all_land(served: tuple[Serv
     assert sorted(out["transitions"] for _, out in results) == [len(ds) + added * k for k in range(1, 5)]
     _, env = await api.call("GET", f"/v1/envs/{env_id}")
     assert env["transitions"] == len(ds) + 4 * added
+
+
+def _descendants(pid: int) -> set[int]:
+    """Processes under ``pid`` (from /proc), e.g. a sandbox's bubblewrap and fork-server."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+async def test_a_plan_with_a_looping_program_ends_at_its_deadline_and_frees_the_sandbox(tmp_path: Path) -> None:
+    service = Service(ServiceConfig(data=tmp_path / "data", plan_timeout_s=3.0))
+    runner = web.AppRunner(service.app())
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    before = _descendants(os.getpid())
+    looping = CARTPOLE.replace("def step(self, action):", "def step(self, action):\n        while True: pass")
+    try:
+        async with aiohttp.ClientSession() as session:
+            api = Api(f"http://127.0.0.1:{runner.addresses[0][1]}", session)
+            env_id = await _cartpole(api)
+            status, body = await api.call("POST", "/v1/plan", json={"env": env_id, "program": looping,
+                                                                    "episodes": 1})
+        assert status == 422 and "did not finish within 3 s" in body["error"]
+        for _ in range(100):  # the sandbox that ran the program is torn down, not left spinning
+            if not _descendants(os.getpid()) - before:
+                break
+            await asyncio.sleep(0.1)
+        assert not _descendants(os.getpid()) - before
+    finally:
+        await runner.cleanup()

@@ -60,6 +60,8 @@ class ServiceConfig:
     """Bearer token every request must carry (set when binding a non-loopback address)."""
     max_upload_mb: int = 64
     max_plan_episodes: int = 20
+    plan_timeout_s: float = 600.0
+    """Deadline of one POST /v1/plan (its sandbox session is closed, and the program killed, after it)."""
     llm_concurrency: int | None = None
     """Calls in flight per provider across all runs (None: only each run's own --concurrency)."""
     started: float = field(default_factory=time.time)
@@ -566,7 +568,14 @@ class Service:
                          episodes=_int(body, "episodes", 3, 1, self.cfg.max_plan_episodes),
                          seed=_int(body, "seed", 0, 0, 2**31 - 1), env_kwargs=dict(env.env_kwargs))
         try:
-            result = await plan(cfg, code=program)
+            # a planner step has no per-step deadline in the sandbox (only an hour of CPU), so a program that
+            # loops would pin a core and this request for that long: the request has a deadline of its own
+            result = await asyncio.wait_for(plan(cfg, code=program), timeout=self.cfg.plan_timeout_s)
+        except TimeoutError:
+            return web.json_response({"error": f"planning did not finish within {self.cfg.plan_timeout_s:g} s; "
+                                               "the program may loop on states outside the recorded data",
+                                      "hint": "fewer 'episodes', or fix the program (POST /v1/check)"},
+                                     status=422)
         except ModelFailed as exc:  # the program, not the request, broke: say how, like /v1/check's report
             return web.json_response({"error": f"the program failed while planning: {exc}",
                                       "hint": "score it with POST /v1/check to see the failing transitions",
