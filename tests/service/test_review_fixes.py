@@ -365,3 +365,11 @@ async def test_a_plan_with_a_looping_program_ends_at_its_deadline_and_frees_the_
         assert not _descendants(os.getpid()) - before
     finally:
         await runner.cleanup()
+
+
+async def test_unknown_paths_and_methods_say_what_exists(served: tuple[Service, Api]) -> None:
+    _, api = served
+    status, body = await api.call("PUT", "/v1/runs")
+    assert status == 405 and body["error"] == "PUT is not allowed on /v1/runs; use GET, HEAD, POST"
+    status, body = await api.call("GET", "/v1/nothing")
+    assert status == 404 and "no endpoint /v1/nothing" in body["error"] and "/openapi.json" in body["hint"]

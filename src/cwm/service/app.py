@@ -113,8 +113,14 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return _error(exc.status, exc.reason if exc.text is None or exc.text.startswith(str(exc.status))
-                      else exc.text)
+        if exc.text is not None and not exc.text.startswith(str(exc.status)):
+            return _error(exc.status, exc.text)
+        if isinstance(exc, web.HTTPMethodNotAllowed):  # the router's own: say what would work
+            return _error(405, f"{request.method} is not allowed on {request.path}; use "
+                               f"{', '.join(sorted(exc.allowed_methods))}")
+        if isinstance(exc, web.HTTPNotFound):
+            return _error(404, f"no endpoint {request.path}", hint="GET /openapi.json lists the endpoints")
+        return _error(exc.status, exc.reason)
     except CwmError as exc:
         return _error(400, str(exc))
     except asyncio.CancelledError:
