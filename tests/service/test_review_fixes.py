@@ -373,3 +373,13 @@ async def test_unknown_paths_and_methods_say_what_exists(served: tuple[Service, 
     assert status == 405 and body["error"] == "PUT is not allowed on /v1/runs; use GET, HEAD, POST"
     status, body = await api.call("GET", "/v1/nothing")
     assert status == 404 and "no endpoint /v1/nothing" in body["error"] and "/openapi.json" in body["hint"]
+
+
+async def test_static_files_are_served_and_a_missing_one_is_a_json_404(served: tuple[Service, Api]) -> None:
+    _, api = served
+    for name, kind in (("app.js", "javascript"), ("style.css", "text/css")):
+        async with api.session.get(f"{api.base}/static/{name}") as r:
+            assert r.status == 200 and kind in r.headers["Content-Type"]
+    for path in ("/static/nope.js", "/static/..%2fapp.py", "/static/.hidden"):
+        status, body = await api.call("GET", path)
+        assert status == 404 and isinstance(body, dict) and "error" in body, (path, body)

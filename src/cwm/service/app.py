@@ -633,6 +633,15 @@ class Service:
     async def index(self, request: web.Request) -> web.FileResponse:
         return web.FileResponse(_static() / "index.html")
 
+    async def static_file(self, request: web.Request) -> web.FileResponse:
+        """The page's files; a missing one is a JSON 404 like every other error (aiohttp's static route
+        answers an empty body)."""
+        name = request.match_info["name"]
+        path = _static() / name
+        if name.startswith(".") or "/" in name or "\\" in name or not path.is_file():
+            raise web.HTTPNotFound(text=f"no static file {name!r}")
+        return web.FileResponse(path)
+
     @web.middleware
     async def _count(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.requests += 1
@@ -661,7 +670,7 @@ class Service:
             web.post("/v1/check", self.post_check),
             web.post("/v1/plan", self.post_plan),
         ])
-        app.router.add_static("/static/", _static())
+        app.router.add_get("/static/{name}", self.static_file)
         app.on_startup.append(self._startup)
         app.on_shutdown.append(self._shutdown)
         app.on_cleanup.append(self._cleanup)
