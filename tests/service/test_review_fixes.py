@@ -383,3 +383,15 @@ async def test_static_files_are_served_and_a_missing_one_is_a_json_404(served: t
     for path in ("/static/nope.js", "/static/..%2fapp.py", "/static/.hidden"):
         status, body = await api.call("GET", path)
         assert status == 404 and isinstance(body, dict) and "error" in body, (path, body)
+
+
+async def test_a_refused_upload_leaves_nothing_behind_and_names_no_server_path(
+        served: tuple[Service, Api]) -> None:
+    service, api = served
+    form = aiohttp.FormData()
+    form.add_field("dataset", io.BytesIO(b"not a zip"), filename="x.npz")
+    form.add_field("description", "something")
+    status, body = await api.call("POST", "/v1/envs", data=form)
+    assert status == 400 and "(the upload)" in body["error"] and str(service.cfg.data) not in body["error"]
+    envs = service.cfg.data / "envs"
+    assert not envs.exists() or not any(envs.iterdir())  # no empty directory per refused upload

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import time
 import traceback
 import uuid
@@ -279,8 +280,9 @@ class Service:
         try:
             ds = await asyncio.to_thread(load, path)  # allow_pickle=False, shape and dtype checks
         except CwmError as exc:
-            path.unlink(missing_ok=True)
-            raise web.HTTPBadRequest(text=f"the uploaded dataset is not a valid cwm-dataset: {exc}") from exc
+            shutil.rmtree(env_dir, ignore_errors=True)  # a fresh directory: nothing else of value in it
+            raise web.HTTPBadRequest(text="the uploaded dataset is not a valid cwm-dataset: "
+                                          + str(exc).replace(f"'{path}'", "(the upload)")) from exc
         rec = EnvRecord(env_id, gym_id, {}, "ready", str(path), _write_description(env_dir, description),
                         transitions=len(ds))
         self.store.put_env(rec)
@@ -329,7 +331,8 @@ class Service:
         try:
             new = await asyncio.to_thread(load, upload)
         except CwmError as exc:
-            raise web.HTTPBadRequest(text=f"the uploaded transitions are not a valid cwm-dataset: {exc}") from exc
+            raise web.HTTPBadRequest(text="the uploaded transitions are not a valid cwm-dataset: "
+                                          + str(exc).replace(f"'{upload}'", "(the upload)")) from exc
         finally:
             upload.unlink(missing_ok=True)
         base = await asyncio.to_thread(load, env.dataset)
