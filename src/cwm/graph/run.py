@@ -248,7 +248,9 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
             if prior.get("started"):
                 downtime = segments.downtime_since(float(prior["started"]))
             run = True
-            if resume and not snapshot.next:
+            # finished = nothing left in the step at all: ``next`` omits tasks that completed (their writes are
+            # saved) before a kill cut the step short, and those must be applied by resuming, not dropped
+            if resume and not snapshot.next and not snapshot.tasks:
                 if prior.get("stop") == "solved":
                     log.info("run.already_finished", run_dir=str(run_dir))
                     run, downtime = False, 0.0
