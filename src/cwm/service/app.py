@@ -43,6 +43,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_DESCRIPTION = 64_000
 MAX_PROGRAM = 1_000_000
 LOOPBACK_URLS = ("http://127.0.0.1:", "http://127.0.0.1/", "http://localhost:", "http://localhost/")
+SELF_HOSTED_KEY = "CWM_LLM_API_KEY"
+"""The key a self-hosted server's URL is called with; hosted services' keys never go to a default-allowed URL."""
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _PUBLIC = frozenset({"/healthz", "/"})
 _ENV_FIELDS = frozenset({"gym_id", "env_kwargs", "name", "description", "trajectories", "max_steps"})
@@ -68,17 +70,29 @@ class ServiceConfig:
     started: float = field(default_factory=time.time)
 
     def llm_allowed(self, llm: str) -> bool:
+        return self.llm_refusal(llm) is None
+
+    def llm_refusal(self, llm: str) -> str | None:
+        """Why a run may not call ``llm`` (None: it may). Loopback base URLs are allowed by default, but
+        not for a provider whose key there is a hosted service's own (``anthropic:M@http://127.0.0.1:P``
+        would hand $ANTHROPIC_API_KEY to whatever listens on P): such a URL must be allow-listed by name."""
         from cwm.agents.llm.spec import parse_provider
 
         spec = parse_provider(llm)
         explicit_url = "@" in llm
-        for rule in (*self.allow_llm, self.default_llm, *LOOPBACK_URLS):
+        for rule in (*self.allow_llm, self.default_llm):
             if rule.startswith(("http://", "https://")):
                 if spec.base_url and explicit_url and _url_under(spec.base_url, rule):
-                    return True
+                    return None
             elif llm == rule or (not explicit_url and spec.name == rule) or (spec.api == "local" and rule == "local"):
-                return True
-        return False
+                return None
+        if explicit_url and spec.base_url and any(_url_under(spec.base_url, rule) for rule in LOOPBACK_URLS):
+            if spec.key_env in (None, SELF_HOSTED_KEY):
+                return None
+            return (f"provider {llm!r} would send ${spec.key_env} to a loopback port that is not on the "
+                    f"allow-list; the operator allows that server with --allow-llm {spec.base_url}")
+        return (f"provider {llm!r} is not on this server's allow-list; the operator adds it with "
+                "--allow-llm PROVIDER|URL-PREFIX")
 
 
 def _url_under(url: str, rule: str) -> bool:
@@ -434,9 +448,9 @@ class Service:
         llm = body.get("llm", self.cfg.default_llm)
         if not isinstance(llm, str) or not llm:
             raise web.HTTPBadRequest(text="'llm' must be a provider string such as 'openai:gpt-4o'")
-        if not self.cfg.llm_allowed(llm):
-            raise web.HTTPForbidden(text=f"provider {llm!r} is not on this server's allow-list; the operator "
-                                         "adds it with --allow-llm PROVIDER|URL-PREFIX")
+        refusal = self.cfg.llm_refusal(llm)
+        if refusal is not None:
+            raise web.HTTPForbidden(text=refusal)
         method = body.get("method", "gif-mcts")
         from cwm.graph.search import METHODS
 
