@@ -1,4 +1,4 @@
-"""A host hands a run its sandbox: the run scores in it and leaves it open for the host's next use."""
+"""What a host gives a run: a sandbox it scores in and leaves open; the deadline of the planning after it."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def test_the_run_sandbox_hides_the_run_directory_and_the_dataset(tmp_path):
     box = sandbox_config(cfg, tmp_path / "run")
     assert str((tmp_path / "run").resolve()) in box.hide and str((tmp_path / "data").resolve()) in box.hide
     assert box.allow_import == ("scipy",)
+
+
+async def test_the_planning_after_a_search_has_a_deadline(tmp_path):
+    """A planning that overruns its deadline ends the run with a timeout error in ``plan``, not a hang."""
+    async with FakeLLMServer(default=fenced("good")) as server:
+        cfg = RunConfig(env="CartPole-v1", llm=f"openai:fake@{server.base_url}", budget=1, plan_episodes=1,
+                        plan_timeout_s=0.001)
+        summary = await synthesize(cfg, tmp_path / "run")
+    assert summary["accuracy"] == 1.0
+    assert summary["plan"]["error"]["kind"] == "timeout" and summary["plan"]["returns"] == []

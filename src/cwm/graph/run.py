@@ -92,6 +92,8 @@ class RunConfig:
     max_cost_usd: float | None = None
     max_seconds: float | None = None
     plan_episodes: int = 0
+    plan_timeout_s: float = 600.0
+    """Deadline of the planning after the search (``--plan``)."""
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     # LLM transport and I/O (as for `cwm ask`)
     timeout_s: float = 1800.0
@@ -266,7 +268,8 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
             max_seconds = None if cfg.max_seconds is None else cfg.max_seconds + downtime
             deps = SearchDeps(agents=agents, method=cfg.method, seed=cfg.seed, budget=Budget(
                 cfg.budget, cfg.concurrency, cfg.max_tokens, cfg.max_cost_usd, max_seconds),
-                env_id=cfg.env, plan_episodes=cfg.plan_episodes, env_kwargs=cfg.env_kwargs)
+                env_id=cfg.env, plan_episodes=cfg.plan_episodes, env_kwargs=cfg.env_kwargs,
+                plan_timeout_s=cfg.plan_timeout_s)
             if run:
                 async for update in app.astream(None if resume else {}, config, context=deps,
                                                 stream_mode="updates", durability="sync"):

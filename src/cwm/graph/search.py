@@ -14,6 +14,7 @@ A SQLite checkpointer persists every superstep.
 
 from __future__ import annotations
 
+import asyncio
 import operator
 import time
 from dataclasses import asdict, dataclass
@@ -84,6 +85,9 @@ class SearchDeps:
     """After the search, act in the real environment with the best program for this many episodes."""
     env_kwargs: dict[str, Any] | None = None
     """Arguments the environment is made with for that planning (--env-kwargs)."""
+    plan_timeout_s: float = 600.0
+    """Deadline of that planning: a program that loops on states the data never showed would otherwise hold
+    a core (and the run) for the sandbox's whole CPU allowance."""
 
 
 def _parent_view(node: Node) -> dict[str, Any]:
@@ -189,9 +193,14 @@ async def planner(state: SearchState, runtime: Runtime[SearchDeps]) -> dict[str,
     cfg = PlanConfig(env=deps.env_id, model="program", episodes=deps.plan_episodes, seed=deps.seed,
                      env_kwargs=dict(deps.env_kwargs or {}))
     try:
-        result = await plan(cfg, code=best.program, sandbox=deps.agents.sandbox)
+        result = await asyncio.wait_for(plan(cfg, code=best.program, sandbox=deps.agents.sandbox),
+                                        timeout=deps.plan_timeout_s)  # the program's session closes on expiry
     except ModelFailed as exc:
         result = {"error": exc.error.to_json(), "returns": [], "mean_return": None, "normalized_return": None}
+    except TimeoutError:
+        result = {"error": {"kind": "timeout", "message": f"planning did not finish within "
+                            f"{deps.plan_timeout_s:g} s; the program may loop on states the data never showed"},
+                  "returns": [], "mean_return": None, "normalized_return": None}
     log.info("plan.result", node=best.id, returns=result.get("returns"), mean_return=result.get("mean_return"),
              normalized_return=result.get("normalized_return"), error=result.get("error"))
     return {"plan": result}

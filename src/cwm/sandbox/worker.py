@@ -440,16 +440,24 @@ class Sandbox:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         req = {"op": "spawn", "id": sid, "code": code, "limits": lim.wire(), **asdict(io or IOSpec())}
         try:
-            await self._request(req, theirs.fileno())
-        finally:
-            theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours, limit=LINE_LIMIT)
+            try:
+                await self._request(req, theirs.fileno())
+            finally:
+                theirs.close()
+            reader, writer = await asyncio.open_unix_connection(sock=ours, limit=LINE_LIMIT)
+        except BaseException:  # cancelled (a caller's deadline) or failed: the child's channel closes with us
+            ours.close()
+            raise
         return ProgramSession(self, sid, reader, writer, lim)
 
     async def load(self, code: str, io: IOSpec | None = None, limits: Limits | None = None
                    ) -> tuple[ProgramSession, LoadResult]:
         session = await self.open(code, io, limits)
-        return session, await session.load()
+        try:
+            return session, await session.load()
+        except BaseException:  # the caller never receives the session, so it cannot close it: close it here
+            await session.close()
+            raise
 
     async def _kill(self, sid: str) -> dict[str, Any]:
         try:
