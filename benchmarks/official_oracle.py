@@ -156,7 +156,8 @@ class SeededReset(gym.Wrapper):  # type: ignore[type-arg]
         self.reset_seed = seed
         # test_MCTS reads the time limit with hasattr(real_env, '_max_episode_steps'), which a wrapper
         # does not forward (private name): without this the episode would stop at its 100-step default
-        self._max_episode_steps = env._max_episode_steps
+        if hasattr(env, "_max_episode_steps"):  # envs without a TimeLimit keep test_MCTS's 100-step default
+            self._max_episode_steps = env._max_episode_steps
 
     def reset(self, **kwargs: Any) -> Any:
         kwargs.setdefault("seed", self.reset_seed)
