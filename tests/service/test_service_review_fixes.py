@@ -52,6 +52,15 @@ async def _cartpole(api: Api) -> str:
     return str(env["id"])
 
 
+async def _solved_run(api: Api) -> tuple[str, dict[str, Any]]:
+    """A CartPole env and a finished one-call run whose scripted reply is the exact model."""
+    env_id = await _cartpole(api)
+    async with FakeLLMServer(default=fenced("good")) as llm:
+        _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
+                                                            "budget": 1})
+        return env_id, await api.wait(body["id"])
+
+
 @pytest.mark.parametrize("llm", [
     "openai:m@http://127.0.0.1:1@evil.example/v1",  # userinfo: the client would connect to evil.example
     "openai:m@http://127.0.0.1:8000@evil.example/v1",
@@ -119,11 +128,7 @@ def test_a_malformed_last_event_id_is_refused_not_replayed_from_the_start() -> N
 
 async def test_events_delete_and_plan_of_a_finished_run(served: tuple[Service, Api]) -> None:
     _, api = served
-    env_id = await _cartpole(api)
-    async with FakeLLMServer(default=fenced("good")) as llm:
-        _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
-                                                            "budget": 1})
-        run = await api.wait(body["id"])
+    env_id, run = await _solved_run(api)
     assert run["status"] == "done"
     async with api.session.get(f"{api.base}/v1/runs/{run['id']}/events", headers={"Last-Event-ID": "x1"}) as r:
         assert r.status == 400 and "not an event id" in (await r.json())["error"]
@@ -203,11 +208,7 @@ async def test_the_openapi_document_lists_every_route_and_its_error_statuses(ser
 async def test_held_out_transitions_are_scored_by_the_latest_model_but_never_steer_it(
         served: tuple[Service, Api], tmp_path: Path) -> None:
     _, api = served
-    env_id = await _cartpole(api)
-    async with FakeLLMServer(default=fenced("good")) as llm:
-        _, body = await api.call("POST", "/v1/runs", json={"env": env_id, "llm": f"openai:fake@{llm.base_url}",
-                                                            "budget": 1})
-        run = await api.wait(body["id"])
+    env_id, run = await _solved_run(api)
     assert run["status"] == "done" and run["summary"]["nodes"] == 1
     ds = load_for_env("CartPole-v1")
     same = ds.subset(np.flatnonzero(ds.trajectory < 2))
