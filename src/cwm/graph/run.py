@@ -213,20 +213,20 @@ async def synthesize(cfg: RunConfig, run_dir: Path, *, resume: bool = False, on_
             saved = load_config(run_dir)
             cfg.method, cfg.method_version = saved.method, saved.method_version
     cfg.method_version = method_version(cfg.method, cfg.method_version)
-    box = sandbox_config(cfg, run_dir) if sandbox is None else None
-    own_client = client is None
-    run_client = make_client(cfg, run_dir) if client is None else client
+    # what the caller lends is entered as is (it closes it); what is built here is closed at the run's end
+    box: contextlib.AbstractAsyncContextManager[Sandbox] = \
+        Sandbox(sandbox_config(cfg, run_dir)) if sandbox is None else contextlib.nullcontext(sandbox)
+    llm: contextlib.AbstractAsyncContextManager[LLMClient] = \
+        make_client(cfg, run_dir) if client is None else contextlib.nullcontext(client)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_json(run_dir / "config.json", asdict(cfg))  # a resume may have raised the budget or limits
-    async with contextlib.AsyncExitStack() as owned:
-        if own_client:
-            await owned.enter_async_context(run_client)  # pooled connections for this run, closed at its end
+    async with llm as run_client:
         with trace_to(run_dir / "trace.jsonl"), structlog.contextvars.bound_contextvars(run_id=cfg.run_id):
-            return await _synthesize(cfg, run_dir, resume, on_progress, run_client, sandbox, box)
+            return await _synthesize(cfg, run_dir, resume, on_progress, run_client, box)
 
 
 async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: Any,
-                      client: LLMClient, given_sandbox: Sandbox | None, box: SandboxConfig | None) -> dict[str, Any]:
+                      client: LLMClient, box: contextlib.AbstractAsyncContextManager[Sandbox]) -> dict[str, Any]:
     segments = Segments(run_dir / "segments.json")
     segments.begin()
     beat = asyncio.create_task(segments.heartbeat())
@@ -237,9 +237,7 @@ async def _synthesize(cfg: RunConfig, run_dir: Path, resume: bool, on_progress: 
         description = describe(cfg.env, cfg.description, cfg.describe, cfg.env_kwargs)
         params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_new_tokens)
         graph = build_graph()
-        sandbox_cm: contextlib.AbstractAsyncContextManager[Sandbox] = \
-            Sandbox(box) if box is not None else contextlib.nullcontext(given_sandbox)  # type: ignore[arg-type]
-        async with sandbox_cm as sandbox, \
+        async with box as sandbox, \
                 AsyncSqliteSaver.from_conn_string(str(run_dir / "checkpoint.sqlite")) as saver:
             app = graph.compile(checkpointer=saver)
             config: Any = {"configurable": {"thread_id": THREAD}, "recursion_limit": 4 * cfg.budget + 50}
